@@ -250,14 +250,16 @@ class Filter:
 
     @property
     def can_match(self) -> bool:
-        """False when the filter provably matches nothing (an empty list, since > until)."""
+        """False when the filter provably matches nothing (an empty list, since > until).
+
+        ``limit`` plays no part: it only bounds the initial query, and NIP-01 says it
+        MUST be ignored afterwards, so ``limit: 0`` still matches live events.
+        """
         if any(s is not None and not s for s in (self.ids, self.authors, self.kinds)):
             return False
         if any(not values for values in self.tags.values()):
             return False
-        if self.since is not None and self.until is not None and self.since > self.until:
-            return False
-        return self.limit != 0
+        return not (self.since is not None and self.until is not None and self.since > self.until)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
