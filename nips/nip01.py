@@ -300,6 +300,9 @@ def parse_filter(obj: object, *, max_values: int = 10_000) -> Filter:
     for key, value in obj.items():
         if key in ("since", "until", "limit"):
             continue
+        is_tag = len(key) == 2 and key[0] == "#" and key[1].isascii() and key[1].isalpha()
+        if key not in _FILTER_LIST_KEYS and not is_tag:
+            raise InvalidFilter(f"unknown filter field {key!r}")
         if not isinstance(value, list):
             raise InvalidFilter(f"{key} must be a list")
         if len(value) > max_values:
@@ -312,14 +315,12 @@ def parse_filter(obj: object, *, max_values: int = 10_000) -> Filter:
             if not all(type(v) is int and 0 <= v <= MAX_KIND for v in value):
                 raise InvalidFilter(f"kinds must hold integers between 0 and {MAX_KIND}")
             lists[key] = frozenset(value)
-        elif len(key) == 2 and key[0] == "#" and key[1].isascii() and key[1].isalpha():
+        else:
             if not all(isinstance(v, str) for v in value):
                 raise InvalidFilter(f"{key} must hold strings")
             if key in ("#e", "#p") and not all(is_hex64(v) for v in value):
                 raise InvalidFilter(f"{key} must hold 64-character lowercase hex strings")
             tags[key[1]] = frozenset(value)
-        else:
-            raise InvalidFilter(f"unknown filter field {key!r}")
     return Filter(
         ids=lists.get("ids"),
         authors=lists.get("authors"),

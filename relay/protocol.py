@@ -144,8 +144,8 @@ class RelayConnection:
             return self._oversized(data)
         try:
             message = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return [Send(notice("invalid: message is not valid JSON"))]
+        except orjson.JSONDecodeError as exc:
+            return [Send(notice(f"invalid: could not parse the message as JSON ({exc.msg})"))]
         if not isinstance(message, list) or not message or not isinstance(message[0], str):
             return [Send(notice("invalid: message must be a JSON array starting with a string"))]
         verb = message[0]
