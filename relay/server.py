@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import secrets
@@ -130,6 +131,8 @@ class RelayServer:
             ping_interval=30,
             ping_timeout=60,
         )
+        if not self.settings.public_url:  # port 0 asks for any free port: name the real one
+            self.settings = dataclasses.replace(self.settings, public_url=self.url)
         self._purger = asyncio.create_task(self._purge_expired_forever())
         log.info("relay listening on %s", self.url)
 
@@ -140,13 +143,14 @@ class RelayServer:
 
     @property
     def url(self) -> str:
+        """Where this relay listens (``settings.public_url`` is what it tells clients)."""
         return f"ws://{self.settings.host}:{self.port}"
 
     async def stop(self) -> None:
         """Stop accepting, finish pending writes (they were promised an OK), close sockets."""
         if self._server is None:
             return
-        self._server.close(close_connections=False)
+        self._server.server.close()  # stop listening; open connections carry on for now
         if self._purger is not None:
             self._purger.cancel()
         if self._tasks:
@@ -155,7 +159,7 @@ class RelayServer:
         await self._signatures.close()
         for client in list(self.clients.values()):
             await asyncio.wait_for(client.flush(), timeout=2)
-        self._server.close(close_connections=True)
+        self._server.close()
         await self._server.wait_closed()
         self._server = None
         log.info("relay stopped")

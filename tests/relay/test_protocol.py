@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+
 import coincurve
 import orjson
 import pytest
@@ -22,7 +23,9 @@ def connection(**overrides: object) -> RelayConnection:
     limits = overrides.pop("limits", RelayLimits())
     auth = overrides.pop("auth", AuthRules())
     s = RelaySettings(port=7777, limits=limits, auth=auth, **overrides)  # type: ignore[arg-type]
-    return RelayConnection(1, settings=s, policies=default_policies(s), ip="127.0.0.1", challenge="chal")
+    return RelayConnection(
+        1, settings=s, policies=default_policies(s), ip="127.0.0.1", challenge="chal"
+    )
 
 
 def sent(actions: list) -> list:
@@ -33,7 +36,9 @@ def msg(*parts: object) -> str:
     return json.dumps(list(parts), ensure_ascii=False)
 
 
-def auth_event(key: coincurve.PrivateKey, challenge: str = "chal", url: str = "ws://127.0.0.1:7777", **kw):
+def auth_event(
+    key: coincurve.PrivateKey, challenge: str = "chal", url: str = "ws://127.0.0.1:7777", **kw
+):
     return make_event(key, kind=22242, tags=[["relay", url], ["challenge", challenge]], **kw)
 
 
@@ -86,7 +91,9 @@ def test_auth_kind_sent_as_event_is_refused():
 def test_write_limits(change: dict, prefix: str):
     limits = RelayLimits(max_event_tags=4, max_content_length=10)
     event = make_event(**change)
-    [[_, _, accepted, reason]] = sent(connection(limits=limits).receive(msg("EVENT", event.to_dict()), NOW))
+    [[_, _, accepted, reason]] = sent(
+        connection(limits=limits).receive(msg("EVENT", event.to_dict()), NOW)
+    )
     assert not accepted
     assert reason.startswith(prefix)
 
@@ -99,7 +106,9 @@ def test_rate_limit_per_ip():
 
 
 def test_rate_limit_per_pubkey_runs_after_the_signature():
-    conn = connection(limits=RelayLimits(events_per_minute_per_pubkey=1, events_per_minute_per_ip=0))
+    conn = connection(
+        limits=RelayLimits(events_per_minute_per_pubkey=1, events_per_minute_per_ip=0)
+    )
     key = coincurve.PrivateKey()
     first, second = make_event(key), make_event(key, content="2")
     assert conn.check_author(first, NOW) is None
@@ -196,13 +205,17 @@ def test_write_whitelist():
     stranger = sent(conn.receive(msg("EVENT", make_event().to_dict()), NOW))
     assert stranger[-1][3].startswith("auth-required:")
     conn.receive(msg("AUTH", auth_event(coincurve.PrivateKey()).to_dict()), NOW)
-    assert sent(conn.receive(msg("EVENT", make_event().to_dict()), NOW))[-1][3].startswith("restricted:")
+    assert sent(conn.receive(msg("EVENT", make_event().to_dict()), NOW))[-1][3].startswith(
+        "restricted:"
+    )
 
 
 def test_reads_need_auth_when_configured():
     conn = connection(auth=AuthRules(auth_required_for_reads=True))
     conn.greeting()
-    assert sent(conn.receive(msg("REQ", "s", {}), NOW)) == [["CLOSED", "s", "auth-required: this relay only serves authenticated users"]]
+    assert sent(conn.receive(msg("REQ", "s", {}), NOW)) == [
+        ["CLOSED", "s", "auth-required: this relay only serves authenticated users"]
+    ]
     conn.receive(msg("AUTH", auth_event(coincurve.PrivateKey()).to_dict()), NOW)
     assert isinstance(conn.receive(msg("REQ", "s", {}), NOW)[0], Subscribe)
 
@@ -238,16 +251,24 @@ def test_req_parses_all_filters():
 
 
 def test_limit_is_clamped_to_max_limit():
-    (action,) = connection(limits=RelayLimits(max_limit=10)).receive(msg("REQ", "s", {"limit": 10**6}), NOW)
+    (action,) = connection(limits=RelayLimits(max_limit=10)).receive(
+        msg("REQ", "s", {"limit": 10**6}), NOW
+    )
     assert action.filters[0].limit == 10
 
 
 @pytest.mark.parametrize(
     ("message", "expected"),
     [
-        (["REQ", "s", {"kinds": ["1"]}], ["CLOSED", "s", "invalid: kinds must hold integers between 0 and 65535"]),
+        (
+            ["REQ", "s", {"kinds": ["1"]}],
+            ["CLOSED", "s", "invalid: kinds must hold integers between 0 and 65535"],
+        ),
         (["REQ", "s", {"bogus": 1}], ["CLOSED", "s", "invalid: unknown filter field 'bogus'"]),
-        (["REQ", "s", {"ids": ["ABC"]}], ["CLOSED", "s", "invalid: ids must hold 64-character lowercase hex strings"]),
+        (
+            ["REQ", "s", {"ids": ["ABC"]}],
+            ["CLOSED", "s", "invalid: ids must hold 64-character lowercase hex strings"],
+        ),
         (["REQ", "s"], ["CLOSED", "s", "invalid: at least one filter is required"]),
         (["REQ", "", {}], ["CLOSED", "", "invalid: subscription id must be 1 to 64 characters"]),
         (["REQ", 7, {}], None),
@@ -293,7 +314,20 @@ def test_count_becomes_count_action():
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "{", "null", "42", '"EVENT"', "[]", "[1,2]", '{"a":1}', '["HELLO"]', b"\xff\xfe", '["CLOSE"]', '["AUTH"]'],
+    [
+        "",
+        "{",
+        "null",
+        "42",
+        '"EVENT"',
+        "[]",
+        "[1,2]",
+        '{"a":1}',
+        '["HELLO"]',
+        b"\xff\xfe",
+        '["CLOSE"]',
+        '["AUTH"]',
+    ],
 )
 def test_garbage_gets_a_notice(raw: str | bytes):
     answers = sent(connection().receive(raw, NOW))
@@ -303,14 +337,22 @@ def test_garbage_gets_a_notice(raw: str | bytes):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 verbs = st.sampled_from(["EVENT", "REQ", "CLOSE", "COUNT", "AUTH", "NOPE"])
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(st.one_of(st.binary(max_size=200), st.text(max_size=200), st.tuples(verbs, st.lists(json_values, max_size=4))))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.text(max_size=200),
+        st.tuples(verbs, st.lists(json_values, max_size=4)),
+    )
+)
 def test_random_input_never_raises(data):
     """Whatever arrives, the protocol answers with well-formed messages and never raises."""
     conn = connection()
@@ -341,4 +383,3 @@ def test_random_events_are_refused_by_id(event):
     assert answers[0][0] in {"OK", "NOTICE"}
     if answers[0][0] == "OK":
         assert answers[0][2] is False and answers[0][3].startswith("invalid:")
-
