@@ -17,8 +17,9 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from http import HTTPStatus
+from typing import Any
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -130,6 +131,7 @@ class RelayServer:
             compression=None,
             ping_interval=30,
             ping_timeout=60,
+            close_timeout=3,  # a client that ignores our close frame must not hold up shutdown
         )
         if not self.settings.public_url:  # port 0 asks for any free port: name the real one
             self.settings = dataclasses.replace(self.settings, public_url=self.url)
@@ -237,8 +239,8 @@ class RelayServer:
             elif isinstance(action, Count):
                 self._spawn(self._count(client, action))
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -132,11 +132,16 @@ async def test_stop_answers_pending_writes(relay: RelayServer):
     events = [make_event(content=str(i)) for i in range(50)]
     for event in events:
         await send(ws, "EVENT", event.to_dict())
-    await asyncio.sleep(0.05)
+    answers: list = []
+
+    async def read_all() -> None:
+        async for message in ws:
+            answers.append(json.loads(message))
+
+    reader = asyncio.create_task(read_all())
+    await asyncio.sleep(0.01)
     await relay.stop()
-    answers = []
-    async for message in ws:
-        answers.append(json.loads(message))
+    await asyncio.wait_for(reader, 5)
     acked = {a[1] for a in answers if a[0] == "OK" and a[2]}
     stored = await relay.store.query([Filter()], now=0, default_limit=100)
     # Every OK true we sent is backed by a stored event.
