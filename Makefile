@@ -19,7 +19,7 @@ tests/interop/node_modules/.package-lock.json: tests/interop/package-lock.json
 # Starts a node on the embedded defaults; the first run creates the data dir
 # with a dev passphrase file (see the warning it logs).
 run: $(STAMP)
-	@test -f $(DATA)/node.toml || $(BIN)/timmy init --data $(DATA) --dev
+	@test -f $(DATA)/node.toml || $(BIN)/timmy init --data $(DATA) --dev-passphrase
 	$(BIN)/timmy run --data $(DATA)
 
 test: $(STAMP) tests/interop/node_modules/.package-lock.json

@@ -1,0 +1,179 @@
+"""The node's wiring and lifecycle: start its parts, run until a signal, stop them.
+
+The lifecycle follows uvicorn's server: start every part in order, wait for
+SIGINT or SIGTERM, then stop the started parts in reverse order, each within a
+timeout. A second signal stops waiting and exits at once.
+
+A part is anything with a ``name``, ``async start()`` and ``async stop()``.
+Today ``timmy run`` starts one, the embedded relay; the agents' engine, the web
+app and the federation links join :func:`node_parts` as they land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from node.keys import NODE_KEY
+
+if TYPE_CHECKING:
+    from nostr_sdk import Keys
+
+    from node.config import NodeConfig
+    from relay.server import RelayServer
+    from relay.settings import RelaySettings
+    from relay.store.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+RELAY_DB = "relay.sqlite3"
+SHUTDOWN_TIMEOUT = 10.0  # seconds per part; then we leave it behind and exit
+
+
+class Part(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class StartupError(Exception):
+    """Raised when a part fails to start; the parts already started were stopped."""
+
+
+class EmbeddedRelay:
+    """The node's own relay: a SQLite store behind a websocket server."""
+
+    name = "relay"
+
+    def __init__(self, settings: RelaySettings, db_path: Path) -> None:
+        self.settings = settings
+        self.db_path = db_path
+        self._store: SqliteStore | None = None
+        self._server: RelayServer | None = None
+
+    async def start(self) -> None:
+        # Imported here so `timmy --help` and the lifecycle tests need no relay stack.
+        from relay.server import RelayServer
+        from relay.store.sqlite import SqliteStore
+
+        self._store = SqliteStore(self.db_path, synchronous=self.settings.sqlite_synchronous)
+        await self._store.open()
+        try:
+            server = RelayServer(self.settings, self._store)
+            await server.start()
+        except BaseException:
+            await self._store.close()  # a part that failed to start is not stopped: clean up here
+            raise
+        self._server = server
+        log.info("relay ready at %s, events in %s", self.url, self.db_path)
+        if self.settings.public_url:
+            log.info("relay public URL: %s", self.settings.public_url)
+
+    @property
+    def url(self) -> str:
+        """Where the relay listens once started: the real port when configured with 0."""
+        assert self._server is not None, "call start() first"
+        return self._server.url
+
+    async def stop(self) -> None:
+        # The server first: it may still be writing accepted events to the store.
+        if self._server is not None:
+            await self._server.stop()
+        if self._store is not None:
+            await self._store.close()
+
+
+def relay_settings(config: NodeConfig, node_pubkey_hex: str) -> RelaySettings:
+    """The configured relay; the node's key is its NIP-11 operator unless node.toml names one."""
+    if config.relay.operator_pubkey or not node_pubkey_hex:
+        return config.relay
+    return dataclasses.replace(config.relay, operator_pubkey=node_pubkey_hex)
+
+
+def node_parts(config: NodeConfig, data_dir: Path, identities: Mapping[str, Keys]) -> list[Part]:
+    """What ``timmy run`` starts. ``identities``: unlocked keys by keystore name."""
+    node_hex = identities[NODE_KEY].public_key().to_hex()
+    relay = EmbeddedRelay(relay_settings(config, node_hex), data_dir / RELAY_DB)
+    log.info(
+        "not started yet: engine (%d agents), web (port %d), links (%d federation relays)",
+        len(config.agents),
+        config.web.port,
+        len(config.federation.relays),
+    )
+    return [relay]
+
+
+async def serve(
+    parts: Sequence[Part], stop: asyncio.Event, *, shutdown_timeout: float = SHUTDOWN_TIMEOUT
+) -> None:
+    """Start ``parts`` in order, wait for ``stop``, stop what started in reverse order."""
+    started: list[Part] = []
+    try:
+        for part in parts:
+            try:
+                await part.start()
+            except Exception as exc:
+                raise StartupError(f"{part.name} did not start: {exc}") from exc
+            started.append(part)
+        log.info("node running; stop it with Ctrl-C or SIGTERM")
+        await stop.wait()
+    finally:
+        await _shutdown(started, shutdown_timeout)
+
+
+async def _shutdown(parts: list[Part], timeout: float) -> None:
+    for part in reversed(parts):
+        try:
+            await asyncio.wait_for(part.stop(), timeout)
+        except TimeoutError:
+            log.error("%s did not stop within %.0f s; leaving it behind", part.name, timeout)
+        except Exception:
+            log.exception("%s failed while stopping", part.name)
+    log.info("node stopped")
+
+
+def run(parts: Sequence[Part], *, shutdown_timeout: float = SHUTDOWN_TIMEOUT) -> int:
+    """Run ``parts`` until SIGINT/SIGTERM, on uvloop where installed; the exit status."""
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_main(parts, shutdown_timeout))
+
+
+async def _main(parts: Sequence[Part], shutdown_timeout: float) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("%s again: exiting without waiting", sig.name)
+            main_task.cancel()
+        else:
+            log.info("%s: shutting down", sig.name)
+            stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await serve(parts, stop, shutdown_timeout=shutdown_timeout)
+    except asyncio.CancelledError:
+        return 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None  # the standard loop; uvloop is faster, not required
+    return uvloop.new_event_loop

@@ -1,0 +1,303 @@
+"""The node's configuration: ``node.toml`` parsed into typed, frozen dataclasses.
+
+The dataclass defaults are the built-in configuration. ``node/defaults.toml``
+(package data, copied to the repo root as ``node.toml`` and to ``DIR/node.toml``
+by ``timmy init``) spells out the same values with comments; tests keep the
+three equal.
+
+Loading is strict: an unknown key, a wrong type or an out-of-range value raises
+:class:`ConfigError` naming the file and the key, because a silently ignored
+typo in a limit or an access rule is worse than a refusal to start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from relay.settings import AuthRules, RelayLimits, RelaySettings
+
+DEFAULTS_RESOURCE = "defaults.toml"
+
+
+class ConfigError(Exception):
+    """Raised when a configuration file cannot be read or holds a bad value."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSection:
+    name: str = "timmy"
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class FederationSettings:
+    relays: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    name: str
+    about: str = ""
+    kinds: tuple[int, ...] = ()  # NIP-90 job request kinds served
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    level: str = "INFO"
+
+
+DEFAULT_AGENTS = (
+    AgentConfig("summarizer", "Summarizes text and notes.", (5001,)),
+    AgentConfig("pow", "Computes proof-of-work (NIP-13) for events.", (5970,)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    node: NodeSection = field(default_factory=NodeSection)
+    relay: RelaySettings = field(default_factory=RelaySettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    federation: FederationSettings = field(default_factory=FederationSettings)
+    agents: tuple[AgentConfig, ...] = DEFAULT_AGENTS
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+    def with_overrides(
+        self,
+        *,
+        relay_port: int | None = None,
+        web_port: int | None = None,
+        federate: typing.Sequence[str] | None = None,
+    ) -> NodeConfig:
+        """Apply command-line flags; ``None`` keeps the file's value.
+
+        ``federate`` replaces the configured relay list rather than adding to
+        it, so a flag always says exactly what the run uses.
+        """
+        config = self
+        if relay_port is not None:
+            config = dataclasses.replace(
+                config, relay=dataclasses.replace(config.relay, port=relay_port)
+            )
+        if web_port is not None:
+            config = dataclasses.replace(config, web=dataclasses.replace(config.web, port=web_port))
+        if federate is not None:
+            config = dataclasses.replace(config, federation=FederationSettings(tuple(federate)))
+        try:
+            _validate(config)
+        except ConfigError as exc:
+            raise ConfigError(f"command line: {exc}") from None
+        return config
+
+
+def default_toml() -> str:
+    """The commented default ``node.toml`` that ``timmy init`` writes."""
+    return resources.files("node").joinpath(DEFAULTS_RESOURCE).read_text(encoding="utf-8")
+
+
+def load(path: Path) -> NodeConfig:
+    """Read and check ``path``; raises :class:`ConfigError` with the file name in it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    return loads(text, source=str(path))
+
+
+def loads(text: str, *, source: str = "node.toml") -> NodeConfig:
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    try:
+        config = _normalized(_build(NodeConfig, table, ""))
+        _validate(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return config
+
+
+# --- TOML tables -> dataclasses, driven by the dataclasses' type hints ---------
+# Generic on purpose: a field added to RelayLimits is configurable at once,
+# with the same type checks, without touching this module.
+
+
+def _build(cls: type, table: Any, where: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where or 'top level'}: expected a table, got {_describe(table)}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls) if f.init]
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"unknown key {_join(where, key)!r}{_did_you_mean(key, known)}")
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+        and f.name not in table
+    ]
+    if missing:
+        raise ConfigError(f"{_join(where, missing[0])}: required key is missing")
+    values = {key: _convert(hints[key], value, _join(where, key)) for key, value in table.items()}
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (tuple, frozenset):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected an array, got {_describe(value)}")
+        items = (_convert(args[0], item, f"{where}[{i}]") for i, item in enumerate(value))
+        return origin(items)
+    return _scalar(hint, value, where)
+
+
+_TOML_NAMES = {str: "a string", int: "an integer", bool: "a boolean", float: "a number"}
+
+
+def _scalar(hint: type, value: Any, where: str) -> Any:
+    # bool is an int subclass in Python, but `port = true` is a mistake in TOML.
+    ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if not ok:
+        raise ConfigError(f"{where}: expected {_TOML_NAMES[hint]}, got {_describe(value)}")
+    return value
+
+
+def _describe(value: Any) -> str:
+    kind = {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "table",
+    }.get(type(value), type(value).__name__)
+    shown = str(value).lower() if isinstance(value, bool) else repr(value)  # TOML spells true
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return f"{kind} {shown}" if kind != "table" else "a table"
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _did_you_mean(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+
+
+# --- value checks the types cannot express -------------------------------------
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # also a file name in keys/
+_HEX_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+def _validate(config: NodeConfig) -> None:
+    _check_port("relay.port", config.relay.port)
+    _check_port("web.port", config.web.port)
+    _check_relay(config.relay)
+    for i, url in enumerate(config.federation.relays):
+        _check_ws_url(f"federation.relays[{i}]", url)
+    _check_agents(config.agents)
+    if config.logging.level not in _LEVELS:
+        raise ConfigError(f"logging.level: expected one of {', '.join(_LEVELS)}")
+
+
+def _normalized(config: NodeConfig) -> NodeConfig:
+    """Public keys to hex (the file may use npub), log level to upper case."""
+    relay, auth = config.relay, config.relay.auth
+    auth = dataclasses.replace(
+        auth,
+        write_pubkeys=frozenset(
+            _pubkey_hex("relay.auth.write_pubkeys", k) for k in auth.write_pubkeys
+        ),
+        read_pubkeys=frozenset(
+            _pubkey_hex("relay.auth.read_pubkeys", k) for k in auth.read_pubkeys
+        ),
+    )
+    operator = relay.operator_pubkey and _pubkey_hex("relay.operator_pubkey", relay.operator_pubkey)
+    return dataclasses.replace(
+        config,
+        relay=dataclasses.replace(relay, auth=auth, operator_pubkey=operator),
+        logging=LoggingSettings(config.logging.level.upper()),
+    )
+
+
+def _check_relay(relay: RelaySettings) -> None:
+    if relay.public_url:
+        _check_ws_url("relay.public_url", relay.public_url)
+    if relay.sqlite_synchronous not in ("FULL", "NORMAL"):
+        raise ConfigError('relay.sqlite_synchronous: expected "FULL" or "NORMAL"')
+    if relay.purge_interval_seconds <= 0:
+        raise ConfigError("relay.purge_interval_seconds: must be positive")
+    _check_non_negative("relay.limits", relay.limits)
+    _check_non_negative("relay.auth", relay.auth)
+
+
+def _check_non_negative(where: str, section: RelayLimits | AuthRules) -> None:
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"{where}.{f.name}: must not be negative, got {value}")
+
+
+def _check_agents(agents: tuple[AgentConfig, ...]) -> None:
+    seen: set[str] = set()
+    for i, agent in enumerate(agents):
+        where = f"agents[{i}]"
+        if not _AGENT_NAME.fullmatch(agent.name):
+            raise ConfigError(
+                f"{where}.name: {agent.name!r} must be 1-32 of a-z, 0-9, '-', '_' "
+                "(it names the agent's key file)"
+            )
+        if agent.name in seen:
+            raise ConfigError(f"{where}.name: {agent.name!r} is used twice")
+        seen.add(agent.name)
+        for kind in agent.kinds:
+            if not 5000 <= kind <= 5999:
+                raise ConfigError(
+                    f"{where}.kinds: {kind} is not a NIP-90 job request kind (5000-5999)"
+                )
+
+
+def _check_port(where: str, port: int) -> None:
+    if not 0 <= port <= 65535:  # 0 asks the OS for a free port
+        raise ConfigError(f"{where}: {port} is not a port number (0-65535)")
+
+
+def _check_ws_url(where: str, url: str) -> None:
+    if not re.fullmatch(r"wss?://[^\s/]+(/\S*)?", url):
+        raise ConfigError(f"{where}: {url!r} is not a ws:// or wss:// URL")
+
+
+def _pubkey_hex(where: str, key: str) -> str:
+    if _HEX_KEY.fullmatch(key):
+        return key
+    if not key.startswith("npub1"):
+        raise ConfigError(f"{where}: {key!r} is not a public key (64 lowercase hex or npub)")
+    # nostr_sdk costs ~150 ms to import; only pay for it when an npub needs decoding.
+    from nostr_sdk import PublicKey
+
+    try:
+        hex_key: str = PublicKey.parse(key).to_hex()
+    except Exception as exc:  # nostr_sdk raises its own error tree
+        raise ConfigError(f"{where}: {key!r} is not a valid npub") from exc
+    return hex_key
