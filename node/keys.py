@@ -272,4 +272,5 @@ def read_dev_passphrase(data_dir: Path) -> Passphrase:
     secret = path.read_text(encoding="utf-8").strip()
     if not secret:
         raise PassphraseError(f"{path} is empty")
+    log.warning("unlocking keys with the development passphrase in %s: not for a real node", path)
     return Passphrase(secret, str(path))
