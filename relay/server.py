@@ -24,8 +24,9 @@ from typing import Any
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidState
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from nips import nip11
 from nips.nip01 import Event, Filter, KindClass
@@ -46,6 +47,7 @@ VERSION = "0.1.0"
 # A client that stops reading while its subscriptions match is cut off rather
 # than allowed to grow our memory without bound.
 MAX_OUTBOX = 10_000
+WRITE_BATCH = 256  # messages framed per socket write
 
 
 class Client:
@@ -68,12 +70,21 @@ class Client:
         self._wakeup.set()
 
     async def _write_loop(self) -> None:
-        with contextlib.suppress(ConnectionClosed):
+        ws, frames = self.ws, self.ws.protocol
+        with contextlib.suppress(ConnectionClosed, ConnectionError, InvalidState):
             while True:
                 await self._wakeup.wait()
                 self._wakeup.clear()
                 while self._outbox:
-                    await self.ws.send(self._outbox.popleft())
+                    if frames.state is not State.OPEN:
+                        return
+                    # Frame everything queued, then write and drain once. ws.send()
+                    # would write and drain per message: ~10 us each, against ~2 us
+                    # here, which is most of the cost of a 50-event REQ.
+                    for _ in range(min(len(self._outbox), WRITE_BATCH)):
+                        frames.send_text(self._outbox.popleft().encode())
+                    ws.send_data()
+                    await ws.drain()
 
     async def flush(self) -> None:
         """Let the writer send what is queued (used before closing)."""
@@ -157,8 +168,8 @@ class RelayServer:
             self._purger.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
+        await self._signatures.close()  # may still hand events to the writer
         await self._writes.close()
-        await self._signatures.close()
         for client in list(self.clients.values()):
             await asyncio.wait_for(client.flush(), timeout=2)
         self._server.close()
@@ -229,7 +240,7 @@ class RelayServer:
                 client.send(action.message)
             elif isinstance(action, Publish):
                 self.metrics.events_received.inc()
-                self._spawn(self._publish(client, action.event))
+                self._publish(client, action.event)
             elif isinstance(action, Subscribe):
                 if client.conn.conn_id in self.clients:
                     self._subscribe(client, action)
@@ -246,8 +257,15 @@ class RelayServer:
 
     # --- EVENT ------------------------------------------------------------------------
 
-    async def _publish(self, client: Client, event: Event) -> None:
-        if not await self._signatures.verify(event):
+    # Accepting an event is a chain of callbacks, not a task per event: verify
+    # (batched, worker thread) -> after-signature policies -> store (batched,
+    # one transaction) -> fan out -> OK.
+
+    def _publish(self, client: Client, event: Event) -> None:
+        self._signatures.submit(event, lambda valid: self._on_verified(client, event, valid))
+
+    def _on_verified(self, client: Client, event: Event, valid: bool | Exception) -> None:
+        if valid is not True:
             return self._answer(client, event, False, "invalid: signature does not verify")
         rejection = client.conn.check_author(event, time.time())
         if rejection is not None:
@@ -255,10 +273,11 @@ class RelayServer:
         if event.kind_class is KindClass.EPHEMERAL:
             self._fan_out(event)
             return self._answer(client, event, True, "")
-        try:
-            result = await self._writes.submit(event)
-        except Exception:
-            log.exception("storing event %s failed", event.id)
+        self._writes.submit(event, lambda result: self._on_saved(client, event, result))
+
+    def _on_saved(self, client: Client, event: Event, result: SaveResult | Exception) -> None:
+        if isinstance(result, Exception):
+            log.error("storing event %s failed: %r", event.id, result)
             return self._answer(client, event, False, "error: could not store the event, try again")
         if result is SaveResult.STORED:
             self.metrics.events_stored.inc()
