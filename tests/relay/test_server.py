@@ -146,3 +146,31 @@ async def test_stop_answers_pending_writes(relay: RelayServer):
     stored = await relay.store.query([Filter()], now=0, default_limit=100)
     # Every OK true we sent is backed by a stored event.
     assert acked and acked <= {json.loads(raw)["id"] for raw in stored}
+
+
+async def test_frames_far_over_the_limit_close_the_connection(relay: RelayServer):
+    # Up to 4x max_message_length the protocol answers specifically (see
+    # test_protocol); beyond, websockets closes with 1009 "message too big".
+    from websockets.exceptions import ConnectionClosedError
+
+    async with connect(relay.url, max_size=None) as ws:
+        await ws.send("x" * (16 * relay.settings.limits.max_message_length))
+        with pytest.raises(ConnectionClosedError) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def test_close_ends_live_delivery(relay: RelayServer):
+    async with connect(relay.url) as reader, connect(relay.url) as writer:
+        await send(reader, "REQ", "feed", {"kinds": [1], "limit": 0})
+        assert await recv(reader) == ["EOSE", "feed"]
+        await send(reader, "CLOSE", "feed")
+        await send(reader, "REQ", "other", {"kinds": [7], "limit": 0})
+        assert await recv(reader) == ["EOSE", "other"]
+        await send(writer, "EVENT", make_event(kind=1).to_dict())
+        await recv(writer)
+        reaction = make_event(kind=7)
+        await send(writer, "EVENT", reaction.to_dict())
+        await recv(writer)
+        # The kind-1 event went nowhere: the next thing the reader sees is the reaction.
+        assert (await recv(reader))[2]["id"] == reaction.id
