@@ -35,7 +35,6 @@ from picows import (
     WSFrame,
     WSListener,
     WSMsgType,
-    WSProtocolError,
     WSTransport,
     WSUpgradeRequest,
     WSUpgradeResponse,
@@ -95,6 +94,7 @@ class Client(WSListener):
         self._outbox: deque[str] = deque()
         self._flush_scheduled = False
         self._paused = False  # the socket's send buffer is over its high-water mark
+        self._gone = False  # closing or closed: nothing more to read or write
         self.closed = asyncio.get_running_loop().create_future()
 
     # --- picows callbacks ---------------------------------------------------------------
@@ -105,6 +105,7 @@ class Client(WSListener):
         self.server._connected(self)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._gone = True
         self._outbox.clear()
         if self.open:
             self.open = False
@@ -115,10 +116,25 @@ class Client(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         # picows hands us frames, not messages. PING is answered by picows itself
         # (enable_auto_pong); the pongs to its own pings never reach us.
+        if self._gone:  # frames already buffered when we gave up on this client
+            return
+        if transport.is_close_frame_sent and frame.msg_type is not WSMsgType.CLOSE:
+            return  # closing (stop() or an error): only the client's CLOSE matters now
+        try:
+            self._on_frame(transport, frame)
+        except _Fail as fail:
+            # Raising WSProtocolError to picows would do the same, plus an ERROR log
+            # line for every misbehaving client.
+            self._gone = True
+            self._outbox.clear()
+            transport.send_close(fail.code, fail.reason)
+            transport.disconnect()
+
+    def _on_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
         if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
             if self._fragments:
-                raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "expected a continuation frame")
+                raise _Fail(WSCloseCode.PROTOCOL_ERROR, "expected a continuation frame")
             if frame.fin:  # the common case: a whole message in one frame
                 self._receive(_payload(frame, kind is WSMsgType.TEXT))
             else:
@@ -126,7 +142,7 @@ class Client(WSListener):
                 self._add_fragment(frame)
         elif kind is WSMsgType.CONTINUATION:
             if not self._fragments:
-                raise WSProtocolError(WSCloseCode.PROTOCOL_ERROR, "unexpected continuation frame")
+                raise _Fail(WSCloseCode.PROTOCOL_ERROR, "unexpected continuation frame")
             self._add_fragment(frame)
             if frame.fin:
                 data = b"".join(self._fragments)
@@ -153,7 +169,7 @@ class Client(WSListener):
         # picows limits single frames (max_frame_size); a message in many frames is ours to limit.
         self._fragments_size += frame.payload_size
         if self._fragments_size > self.server.max_message_size:
-            raise WSProtocolError(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+            raise _Fail(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
         self._fragments.append(frame.get_payload_as_bytes())
 
     def _receive(self, data: str | bytes) -> None:
@@ -162,8 +178,11 @@ class Client(WSListener):
     # --- outgoing -----------------------------------------------------------------------
 
     def send(self, message: str) -> None:
+        if self._gone:
+            return
         if len(self._outbox) >= MAX_OUTBOX:
             # The client stopped reading (its socket stayed paused while this piled up).
+            self._gone = True
             self._outbox.clear()
             if self.transport is not None:
                 self.transport.disconnect(graceful=False)
@@ -179,7 +198,7 @@ class Client(WSListener):
     def _flush(self) -> None:
         self._flush_scheduled = False
         transport = self.transport
-        if transport is None or transport.is_disconnected or transport.is_close_frame_sent:
+        if self._gone or transport is None or transport.is_close_frame_sent:
             self._outbox.clear()
             return
         outbox, write = self._outbox, transport.underlying_transport.write
@@ -201,6 +220,14 @@ class Client(WSListener):
             await asyncio.sleep(0.01)
 
 
+class _Fail(Exception):
+    """Close the connection with this code: the client broke the websocket protocol."""
+
+    def __init__(self, code: WSCloseCode, reason: str) -> None:
+        super().__init__(code, reason)
+        self.code, self.reason = code, reason
+
+
 def _text_header(size: int) -> bytes:
     """RFC 6455 header of an unmasked, final text frame carrying ``size`` bytes."""
     if size < 126:
@@ -216,14 +243,14 @@ def _payload(frame: WSFrame, text: bool) -> str | bytes:
     try:
         return frame.get_payload_as_utf8_text()
     except UnicodeDecodeError:
-        raise WSProtocolError(WSCloseCode.INVALID_TEXT, "invalid UTF-8") from None
+        raise _Fail(WSCloseCode.INVALID_TEXT, "invalid UTF-8") from None
 
 
 def _decode(data: bytes) -> str:
     try:
         return data.decode()
     except UnicodeDecodeError:
-        raise WSProtocolError(WSCloseCode.INVALID_TEXT, "invalid UTF-8") from None
+        raise _Fail(WSCloseCode.INVALID_TEXT, "invalid UTF-8") from None
 
 
 class RelayServer:
