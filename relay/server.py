@@ -28,9 +28,11 @@ from collections.abc import Coroutine, Sequence
 from http import HTTPStatus
 from typing import Any
 
+import aiofastnet  # picows' dependency: its transports, which picows itself uses by default
 import orjson
 from multidict import CIMultiDict
 from picows import (
+    WSAutoPingStrategy,
     WSCloseCode,
     WSFrame,
     WSListener,
@@ -40,7 +42,9 @@ from picows import (
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
 )
-from picows.picows import WSAutoPingStrategy, WSProtocol
+
+# Not in picows' public API nor its stubs; see RelayServer.start() for why we build it.
+from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
 from nips import nip11
 from nips.nip01 import Event, Filter, KindClass
@@ -54,11 +58,6 @@ from relay.settings import RelaySettings
 from relay.store.base import EventStore, SaveResult
 from relay.subscriptions import SubscriptionIndex
 
-try:  # picows' own faster transports; it is a dependency of picows >= 2.3
-    import aiofastnet
-except ImportError:  # pragma: no cover
-    aiofastnet = None
-
 log = logging.getLogger("timmy.relay")
 
 SUPPORTED_NIPS = [1, 9, 11, 40, 42, 45, 70]
@@ -67,6 +66,8 @@ VERSION = "0.1.0"
 # than allowed to grow our memory without bound.
 MAX_OUTBOX = 10_000
 WRITE_BATCH = 256  # messages framed per socket write
+# websockets pinged every 30 s and waited 60 s for the pong; picows pings only
+# connections that have been silent, and caps the wait at the idle time.
 PING_IDLE_SECONDS = 30  # ping a client silent this long ...
 PING_REPLY_SECONDS = 30  # ... and drop it if no pong comes back within this
 HANDSHAKE_SECONDS = 10
@@ -319,13 +320,9 @@ class RelayServer:
             )
             return ws
 
-        if aiofastnet is not None:
-            create_server = aiofastnet.create_server(
-                loop, new_protocol, self.settings.host, self.settings.port
-            )
-        else:
-            create_server = loop.create_server(new_protocol, self.settings.host, self.settings.port)
-        self._server = await create_server
+        self._server = await aiofastnet.create_server(
+            loop, new_protocol, self.settings.host, self.settings.port
+        )
         if not self.settings.public_url:  # port 0 asks for any free port: name the real one
             self.settings = dataclasses.replace(self.settings, public_url=self.url)
         self._purger = asyncio.create_task(self._purge_expired_forever())
@@ -353,8 +350,8 @@ class RelayServer:
         await self._signatures.close()  # may still hand events to the writer
         await self._writes.close()
         clients = list(self.clients.values())
-        for client in clients:
-            await asyncio.wait_for(client.flush(), timeout=2)
+        if clients:  # one deadline for all: a client that stopped reading must not stall us
+            await asyncio.wait([asyncio.create_task(c.flush()) for c in clients], timeout=2)
         # Close handshake: send 1001 and wait for the client's reply (Client.on_ws_frame
         # then hangs up); cut off whoever has not answered in time.
         for client in clients:
