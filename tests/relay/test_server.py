@@ -174,3 +174,43 @@ async def test_close_ends_live_delivery(relay: RelayServer):
         await recv(writer)
         # The kind-1 event went nowhere: the next thing the reader sees is the reaction.
         assert (await recv(reader))[2]["id"] == reaction.id
+
+
+async def test_fragmented_message_is_reassembled(relay: RelayServer):
+    event = make_event(content="in pieces")
+    text = json.dumps(["EVENT", event.to_dict()])
+    async with connect(relay.url) as ws:
+        await ws.send([text[:10], text[10:40], text[40:]])  # one message, three frames
+        assert await recv(ws) == ["OK", event.id, True, ""]
+
+
+async def test_invalid_utf8_closes_with_1007(relay: RelayServer):
+    from websockets.exceptions import ConnectionClosedError
+
+    async with connect(relay.url) as ws:
+        ws.protocol.send_text(b'["REQ","s",{"#t":["\xff"]}]')  # a text frame that is not UTF-8
+        ws.send_data()
+        with pytest.raises(ConnectionClosedError) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+
+
+async def test_client_that_stops_reading_is_cut_off(relay: RelayServer, monkeypatch: pytest.MonkeyPatch):
+    import relay.server as server_module
+
+    monkeypatch.setattr(server_module, "MAX_OUTBOX", 20)
+    key = coincurve.PrivateKey()
+    author = key.public_key_xonly.format().hex()
+    # max_queue=1: the client library stops reading its socket, so the relay's writes back up.
+    sluggard = await connect(relay.url, max_queue=1)
+    await send(sluggard, "REQ", "all", {"authors": [author], "limit": 0})
+    await asyncio.sleep(0.05)
+    (sluggard_id,) = relay.clients
+    async with connect(relay.url) as writer:
+        for i in range(300):
+            await send(writer, "EVENT", make_event(key, content=f"{i}" + "x" * 60_000).to_dict())
+            await recv(writer)
+            if sluggard_id not in relay.clients:
+                break
+    assert sluggard_id not in relay.clients, "a client that never reads was kept"
+    sluggard.transport.abort()
