@@ -195,7 +195,9 @@ async def test_invalid_utf8_closes_with_1007(relay: RelayServer):
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
 
 
-async def test_client_that_stops_reading_is_cut_off(relay: RelayServer, monkeypatch: pytest.MonkeyPatch):
+async def test_client_that_stops_reading_is_cut_off(
+    relay: RelayServer, monkeypatch: pytest.MonkeyPatch
+):
     import relay.server as server_module
 
     monkeypatch.setattr(server_module, "MAX_OUTBOX", 20)
