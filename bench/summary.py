@@ -1,0 +1,232 @@
+"""Markdown tables of ``bench/out/results.json``, relays side by side with the targets.
+
+``python -m bench.summary [bench/out/results.json]``
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+RELAYS = ("timmy", "nostr-relay", "rust", "rust-lmdb")
+
+
+def _relays(bench: dict[str, Any]) -> list[str]:
+    present = bench.get("relays", {})
+    return [r for r in RELAYS if r in present]
+
+
+def _missing(entry: dict[str, Any]) -> str | None:
+    if "skipped" in entry:
+        return "pending"
+    if "error" in entry:
+        return "error"
+    return None
+
+
+def _n(x: float | int | None, digits: int = 0) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.{digits}f}"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def ingest(b: dict[str, Any]) -> str:
+    names = _relays(b)
+    configs: list[tuple[int, int]] = []
+    for name in names:
+        for run in b["relays"][name].get("runs", []):
+            key = (run["connections"], run["window"])
+            if key not in configs:
+                configs.append(key)
+    rows = []
+    for conns, window in configs:
+        row = [str(conns), str(window)]
+        rates: dict[str, float] = {}
+        for name in names:
+            entry = b["relays"][name]
+            if miss := _missing(entry):
+                row.append(miss)
+                continue
+            run = next(
+                (r for r in entry["runs"] if (r["connections"], r["window"]) == (conns, window)),
+                None,
+            )
+            if run is None:
+                row.append("-")
+                continue
+            rates[name] = run["events_per_s"]
+            flag = (
+                ""
+                if run["accepted"] == run["sent"] and not run["connections_dropped_by_relay"]
+                else f" ({run['accepted']:,} of {run['sent']:,} sent{'; dropped' if run['connections_dropped_by_relay'] else ''})"
+            )
+            row.append(f"{_n(run['events_per_s'])}{flag}")
+        ratio = (
+            rates["timmy"] / rates["nostr-relay"]
+            if rates.get("timmy") and rates.get("nostr-relay")
+            else None
+        )
+        row.append(f"{ratio:.1f}x" if ratio else "-")
+        rows.append(row)
+    return (
+        "### Ingest (events/s accepted; target: timmy >= 10,000 and >= 3x nostr-relay)\n\n"
+        + _table(["conns", "in flight", *names, "timmy / nostr-relay"], rows)
+    )
+
+
+def queries(b: dict[str, Any]) -> str:
+    names = _relays(b)
+    conns: list[int] = []
+    for name in names:
+        for run in b["relays"][name].get("runs", []):
+            if run["connections"] not in conns:
+                conns.append(run["connections"])
+    rows = []
+    for c in conns:
+        row = [str(c)]
+        for name in names:
+            entry = b["relays"][name]
+            if miss := _missing(entry):
+                row.append(miss)
+                continue
+            run = next((r for r in entry["runs"] if r["connections"] == c), None)
+            if run is None:
+                row.append("-")
+                continue
+            lat = run["latency"]
+            row.append(
+                f"{_n(run['reqs_per_s'])} REQ/s, p50 {lat.get('p50_ms', '-')} / p99 {lat.get('p99_ms', '-')} ms, {run['events_per_req']} ev/REQ"
+            )
+        rows.append(row)
+    return "### Queries (author+kind, limit 50; target: timmy >= 2,000 REQ/s)\n\n" + _table(
+        ["conns", *names], rows
+    )
+
+
+def large_query(b: dict[str, Any]) -> str:
+    rows = []
+    for name in _relays(b):
+        entry = b["relays"][name]
+        if miss := _missing(entry):
+            rows.append([name, miss, "", "", "", ""])
+            continue
+        lat = entry["latency"]
+        rows.append(
+            [
+                name,
+                _n(entry["store"]["events_stored"]),
+                str(lat.get("p50_ms")),
+                str(lat.get("p99_ms")),
+                str(entry["events_per_req"]),
+                _n(entry["reqs_per_s"]),
+            ]
+        )
+    return (
+        "### Large store author+kind latency (1 connection; target: timmy p50 <= 2 ms on 1M events)\n\n"
+        + _table(["relay", "events in store", "p50 ms", "p99 ms", "events/REQ", "REQ/s"], rows)
+    )
+
+
+def fanout(b: dict[str, Any]) -> str:
+    rows = []
+    for name in _relays(b):
+        entry = b["relays"][name]
+        if miss := _missing(entry):
+            rows.append([name, miss, "", "", "", ""])
+            continue
+        lat = entry["latency"]
+        rows.append(
+            [
+                name,
+                _n(entry["subscriptions"]),
+                str(lat.get("p50_ms")),
+                str(lat.get("p99_ms")),
+                str(lat.get("max_ms")),
+                _n(entry["missing_deliveries"]),
+            ]
+        )
+    return (
+        "### Fan-out (delivery latency from publish; target: timmy p99 <= 100 ms to 1,000 subs)\n\n"
+        + _table(["relay", "subscriptions", "p50 ms", "p99 ms", "max ms", "missing"], rows)
+    )
+
+
+def memory(b: dict[str, Any]) -> str:
+    rows = []
+    for name in _relays(b):
+        entry = b["relays"][name]
+        if miss := _missing(entry):
+            rows.append([name, miss, "", "", "", "", ""])
+            continue
+        loaded = entry["with_connections"]
+        split = (
+            f" ({_n(loaded['rss_anon_mb'], 1)} + {_n(loaded['rss_file_mb'], 1)})"
+            if "rss_anon_mb" in loaded
+            else ""
+        )
+        rows.append(
+            [
+                name,
+                _n(entry["store"]["events_stored"]),
+                _n(entry["before_connections"]["rss_mb"], 1),
+                _n(loaded["rss_mb"], 1) + split,
+                _n(loaded.get("pss_mb"), 1),
+                _n(entry.get("private_kb_per_connection"), 1),
+                _n(entry["subscriptions"]),
+            ]
+        )
+    return (
+        "### Memory (RSS, relay and children; target: timmy <= 300 MB with 1M events and 1,000 connections)\n\n"
+        + _table(
+            [
+                "relay",
+                "events in store",
+                "RSS idle MB",
+                "RSS with connections MB (private + file pages)",
+                "PSS with connections MB",
+                "private KB per connection",
+                "subscriptions",
+            ],
+            rows,
+        )
+    )
+
+
+RENDERERS = {
+    "ingest": ingest,
+    "queries": queries,
+    "large_query": large_query,
+    "fanout": fanout,
+    "memory": memory,
+}
+
+
+def render(results: dict[str, Any]) -> str:
+    parts = []
+    for name, bench in results.get("benchmarks", {}).items():
+        if "relays" not in bench:
+            parts.append(f"### {name}\n\n{bench.get('error', 'no result')}\n")
+            continue
+        parts.append(RENDERERS[name](bench))
+    return "\n".join(parts)
+
+
+def main() -> None:
+    path = (
+        Path(sys.argv[1])
+        if len(sys.argv) > 1
+        else Path(__file__).resolve().parent / "out" / "results.json"
+    )
+    print(render(json.loads(path.read_text())))
+
+
+if __name__ == "__main__":
+    main()
