@@ -36,6 +36,14 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
+class Refuse:
+    """Answer an EVENT with ``OK false`` (kept apart from Send so the shell can count it)."""
+
+    event_id: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Publish:
     """Verify the signature, run the after-signature policies, store, fan out, answer OK."""
 
@@ -63,7 +71,7 @@ class Count:
     filters: tuple[Filter, ...]
 
 
-Action = Send | Publish | Subscribe | Unsubscribe | Count
+Action = Send | Refuse | Publish | Subscribe | Unsubscribe | Count
 
 
 # --- relay-to-client messages ------------------------------------------------------
@@ -176,13 +184,15 @@ class RelayConnection:
 
     def _on_event(self, message: list[Any], now: float) -> list[Action]:
         if len(message) != 2:
-            return self._event_shape_error(message, 'EVENT message must be ["EVENT", <event>]')
+            return self._event_shape_error(
+                message, 'EVENT message must be ["EVENT", <event>]', event=True
+            )
         try:
             event = parse_event(message[1])
         except InvalidEvent as exc:
-            return self._event_shape_error(message, str(exc))
+            return self._event_shape_error(message, str(exc), event=True)
         if event.kind == nip42.AUTH_KIND:
-            return [Send(ok(event.id, False, "invalid: AUTH events are sent with AUTH, not EVENT"))]
+            return [Refuse(event.id, "invalid: AUTH events are sent with AUTH, not EVENT")]
         rejection = self.policies.check_event(event, self.session, now)
         if rejection is not None:
             return self._reject_event(event.id, rejection)
@@ -309,20 +319,24 @@ class RelayConnection:
         head = data[:512] if isinstance(data, str) else data[:512].decode("utf-8", "replace")
         found = _EVENT_ID.search(head)
         if head.lstrip().startswith('["EVENT"') and found:
-            return [Send(ok(found.group(1), False, f"invalid: {reason}"))]
+            return [Refuse(found.group(1), f"invalid: {reason}")]
         return [Send(notice(f"invalid: {reason}"))]
 
-    def _event_shape_error(self, message: list[Any], reason: str) -> list[Action]:
+    def _event_shape_error(
+        self, message: list[Any], reason: str, *, event: bool = False
+    ) -> list[Action]:
         obj = message[1] if len(message) > 1 else None
         event_id = obj.get("id") if isinstance(obj, dict) else None
         if isinstance(event_id, str) and len(event_id) <= 64:
+            if event:
+                return [Refuse(event_id, f"invalid: {reason}")]
             return [Send(ok(event_id, False, f"invalid: {reason}"))]
         return [Send(notice(f"invalid: {reason}"))]
 
     def _reject_event(self, event_id: str, rejection: Rejected) -> list[Action]:
-        return self._with_challenge(rejection, Send(ok(event_id, False, rejection.message)))
+        return self._with_challenge(rejection, Refuse(event_id, rejection.message))
 
-    def _with_challenge(self, rejection: Rejected, answer: Send) -> list[Action]:
+    def _with_challenge(self, rejection: Rejected, answer: Send | Refuse) -> list[Action]:
         # NIP-42: the client must hold a challenge before it sees auth-required.
         if rejection.prefix == "auth-required" and not self.challenge_sent:
             return [self._challenge(), answer]

@@ -53,7 +53,15 @@ from relay.ingest import Batcher, SignatureChecker
 from relay.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from relay.metrics import RelayMetrics
 from relay.policies import default_policies, limitation
-from relay.protocol import Count, Publish, RelayConnection, Send, Subscribe, Unsubscribe
+from relay.protocol import (
+    Count,
+    Publish,
+    Refuse,
+    RelayConnection,
+    Send,
+    Subscribe,
+    Unsubscribe,
+)
 from relay.settings import RelaySettings
 from relay.store.base import EventStore, SaveResult
 from relay.subscriptions import SubscriptionIndex
@@ -419,10 +427,11 @@ class RelayServer:
             if isinstance(action, Send):
                 if action.message.startswith('["NOTICE"'):
                     self.metrics.notices.inc()
-                elif action.message.startswith('["OK"'):
-                    self.metrics.events_received.inc()
-                    self.metrics.reject(orjson.loads(action.message)[3])
                 client.send(action.message)
+            elif isinstance(action, Refuse):
+                self.metrics.events_received.inc()
+                self.metrics.reject(action.message)
+                client.send(protocol.ok(action.event_id, False, action.message))
             elif isinstance(action, Publish):
                 self.metrics.events_received.inc()
                 self._publish(client, action.event)

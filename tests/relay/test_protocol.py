@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay.policies import default_policies
-from relay.protocol import Count, Publish, RelayConnection, Send, Subscribe, Unsubscribe
+from relay.protocol import Count, Publish, Refuse, RelayConnection, Send, Subscribe, Unsubscribe
 from relay.settings import AuthRules, RelayLimits, RelaySettings
 from tests.helpers import make_event
 
@@ -29,7 +29,14 @@ def connection(**overrides: object) -> RelayConnection:
 
 
 def sent(actions: list) -> list:
-    return [orjson.loads(a.message) for a in actions if isinstance(a, Send)]
+    """What the client receives: Send as is, Refuse as the OK false it becomes."""
+    out = []
+    for a in actions:
+        if isinstance(a, Send):
+            out.append(orjson.loads(a.message))
+        elif isinstance(a, Refuse):
+            out.append(["OK", a.event_id, False, a.message])
+    return out
 
 
 def msg(*parts: object) -> str:
@@ -101,7 +108,7 @@ def test_write_limits(change: dict, prefix: str):
 def test_rate_limit_per_ip():
     conn = connection(limits=RelayLimits(events_per_minute_per_ip=3))
     answers = [conn.receive(msg("EVENT", make_event().to_dict()), NOW) for _ in range(5)]
-    assert [type(a[0]) for a in answers] == [Publish, Publish, Publish, Send, Send]
+    assert [type(a[0]) for a in answers] == [Publish, Publish, Publish, Refuse, Refuse]
     assert sent(answers[3])[0][3].startswith("rate-limited:")
 
 

@@ -65,6 +65,24 @@ async def test_metrics_count_what_happened(relay: RelayServer):
     text = body.decode()
     assert "relay_events_stored_total 1.0" in text
     assert "relay_notices_total 1.0" in text
+    assert "relay_events_rejected_total{" not in text  # nothing was refused
+
+
+async def test_metrics_count_refusals_by_prefix_but_not_auth(relay: RelayServer):
+    key = coincurve.PrivateKey()
+    async with connect(relay.url) as ws:
+        expired = make_event(tags=[["expiration", "1"]])
+        await send(ws, "EVENT", expired.to_dict())
+        assert (await recv(ws))[2] is False
+        auth = make_event(key, kind=22242, tags=[["relay", relay.url], ["challenge", "wrong"]])
+        await send(ws, "AUTH", auth.to_dict())
+        assert (await recv(ws))[2] is False  # a failed AUTH is not a refused event
+    _, _, body = await asyncio.to_thread(
+        http_get, relay.url.replace("ws://", "http://") + "/metrics"
+    )
+    text = body.decode()
+    assert 'relay_events_rejected_total{reason="invalid"} 1.0' in text
+    assert "relay_events_received_total 1.0" in text
 
 
 async def test_live_subscribers_get_new_events_from_other_connections(relay: RelayServer):
