@@ -90,6 +90,12 @@ def event_message(sub_id: str, raw_event: str) -> str:
     return f'["EVENT",{_dumps(sub_id)},{raw_event}]'
 
 
+def event_messages(sub_id: str, raw_events: list[str]) -> list[str]:
+    """:func:`event_message` for many events of one subscription (a REQ's stored part)."""
+    head = f'["EVENT",{_dumps(sub_id)},'
+    return [head + raw + "]" for raw in raw_events]
+
+
 def eose(sub_id: str) -> str:
     return _dumps(["EOSE", sub_id])
 

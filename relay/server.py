@@ -187,16 +187,19 @@ class Client(WSListener):
     # --- outgoing -----------------------------------------------------------------------
 
     def send(self, message: str) -> None:
+        self.send_many((message,))
+
+    def send_many(self, messages: Sequence[str]) -> None:
         if self._gone:
             return
-        if len(self._outbox) >= MAX_OUTBOX:
+        if len(self._outbox) + len(messages) > MAX_OUTBOX:
             # The client stopped reading (its socket stayed paused while this piled up).
             self._gone = True
             self._outbox.clear()
             if self.transport is not None:
                 self.transport.disconnect(graceful=False)
             return
-        self._outbox.append(message)
+        self._outbox.extend(messages)
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -518,9 +521,9 @@ class RelayServer:
         self.metrics.query_seconds.observe(time.perf_counter() - started)
         if self._may_hold_private(action.filters):
             raws = [raw for raw in raws if self._private_visible(client, raw)]
-        for raw in raws:
-            client.send(protocol.event_message(action.sub_id, raw))
-        client.send(protocol.eose(action.sub_id))
+        client.send_many(
+            [*protocol.event_messages(action.sub_id, raws), protocol.eose(action.sub_id)]
+        )
 
     async def _count(self, client: Client, action: Count) -> None:
         started = time.perf_counter()
