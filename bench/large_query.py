@@ -18,28 +18,14 @@ if __package__ in (None, ""):
 
 from typing import Any
 
-from bench.large_store import relay_with_large_store
+from bench.large_store import add_store_size_args, relay_with_large_store
 from bench.queries import QUICKACK_HELP, query_run
 from bench.report import emit, for_each_relay, header, parser, workdir
 
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument(
-        "--size", type=int, default=1_000_000, help="events in our store (default 1,000,000)"
-    )
-    p.add_argument(
-        "--other-size",
-        type=int,
-        default=None,
-        help="target size for nostr-relay and rust (default: --size)",
-    )
-    p.add_argument(
-        "--fill-seconds",
-        type=float,
-        default=300.0,
-        help="time bound for filling nostr-relay / rust",
-    )
+    add_store_size_args(p)
     # LocalRelay closes REQs with "rate-limited: too many queries" after ~1,200 on one connection.
     p.add_argument("--queries", type=int, default=1_000)
     p.add_argument("--warmup", type=int, default=200)

@@ -21,6 +21,7 @@ How each relay gets its events (filling is not what these benchmarks measure):
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import sqlite3
@@ -320,3 +321,22 @@ def relay_with_large_store(
                 f"in-memory database keeps the newest 75,000 events; store capped at {RUST_MEMORY_EVENTS:,}"
             )
         yield relay, info, complete_authors(dataset_size, prefix)
+
+
+def add_store_size_args(p: argparse.ArgumentParser) -> None:
+    """The options of the benchmarks that run on the large stores."""
+    p.add_argument(
+        "--size", type=int, default=1_000_000, help="events in our store (default 1,000,000)"
+    )
+    p.add_argument(
+        "--other-size",
+        type=int,
+        default=None,
+        help="target size for nostr-relay and rust (default: --size)",
+    )
+    p.add_argument(
+        "--fill-seconds",
+        type=float,
+        default=300.0,
+        help="time bound for filling nostr-relay / rust",
+    )

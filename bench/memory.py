@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from bench.large_store import relay_with_large_store
+from bench.large_store import add_store_size_args, relay_with_large_store
 from bench.loadgen import ClientPool, split
 from bench.relays import Usage
 from bench.report import emit, for_each_relay, header, parser, workdir
@@ -47,21 +47,7 @@ def usage_dict(u: Usage) -> dict[str, float]:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument(
-        "--size", type=int, default=1_000_000, help="events in our store (default 1,000,000)"
-    )
-    p.add_argument(
-        "--other-size",
-        type=int,
-        default=None,
-        help="target size for nostr-relay and rust (default: --size)",
-    )
-    p.add_argument(
-        "--fill-seconds",
-        type=float,
-        default=300.0,
-        help="time bound for filling nostr-relay / rust",
-    )
+    add_store_size_args(p)
     p.add_argument("--conns", type=int, default=1_000)
     p.add_argument("--procs", type=int, default=2, help="client processes holding the connections")
     p.add_argument("--settle", type=float, default=3.0)
