@@ -67,17 +67,37 @@ def _reason_prefix(reason: str) -> str:
 # -- protocols ------------------------------------------------------------------
 
 
-class Publisher(Connection):
+class _Measured(Connection):
+    """What Publisher and Querier share: a ``done`` future, NOTICE counts, a few samples."""
+
+    def _start_measuring(self) -> None:
+        self.notices = 0
+        self.samples: list[str] = []
+        self.deadline = 0.0
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def _sample(self, text: str) -> None:
+        if len(self.samples) < 5:
+            self.samples.append(text)
+
+    def _notice(self, payload: bytes) -> None:
+        self.notices += 1
+        self._sample(payload.decode(errors="replace")[:200])
+
+    def on_close(self) -> None:
+        if hasattr(self, "done") and not self.done.done():
+            self.done.set_result(None)
+
+
+class Publisher(_Measured):
     """Sends its frames keeping ``window`` EVENTs in flight; counts OK true / false."""
 
     def setup(self, frames: list[bytes], window: int) -> None:
         self.frames, self.window = frames, window
         self.next = self.inflight = 0
-        self.accepted = self.rejected = self.notices = 0
+        self.accepted = self.rejected = 0
         self.reasons: Counter[str] = Counter()
-        self.samples: list[str] = []
-        self.deadline = 0.0
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._start_measuring()
 
     def begin(self, deadline: float) -> None:
         self.deadline = deadline
@@ -104,31 +124,22 @@ class Publisher(Connection):
                 self.rejected += 1
                 reason = str(msg[3]) if len(msg) > 3 else ""
                 self.reasons[_reason_prefix(reason)] += 1
-                if len(self.samples) < 5:
-                    self.samples.append(reason)
+                self._sample(reason)
             self._fill()
         elif kind == b"NOTICE":
-            self.notices += 1
-            if len(self.samples) < 5:
-                self.samples.append(payload.decode(errors="replace")[:200])
-
-    def on_close(self) -> None:
-        if hasattr(self, "done") and not self.done.done():
-            self.done.set_result(None)
+            self._notice(payload)
 
 
-class Querier(Connection):
+class Querier(_Measured):
     """Sends REQs one at a time, closing each at EOSE; times REQ to EOSE."""
 
     def setup(self, reqs: list[tuple[bytes, bytes, bytes]]) -> None:
         self.reqs = reqs  # (sub id, REQ frame, CLOSE frame)
         self.i = 0
-        self.events = self.completed = self.failed = self.notices = 0
+        self.events = self.completed = self.failed = 0
         self.latencies: list[int] = []
-        self.samples: list[str] = []
         self.sent_ns = 0
-        self.deadline = 0.0
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._start_measuring()
 
     def begin(self, deadline: float) -> None:
         self.deadline = deadline
@@ -161,18 +172,11 @@ class Querier(Connection):
                 and not self.done.done()
             ):
                 self.failed += 1
-                if len(self.samples) < 5:
-                    self.samples.append(str(msg))
+                self._sample(str(msg))
                 self.i += 1
                 self._next(b"")
         elif kind == b"NOTICE":
-            self.notices += 1
-            if len(self.samples) < 5:
-                self.samples.append(payload.decode(errors="replace")[:200])
-
-    def on_close(self) -> None:
-        if hasattr(self, "done") and not self.done.done():
-            self.done.set_result(None)
+            self._notice(payload)
 
 
 def _event_id(payload: bytes) -> str:
