@@ -5,8 +5,9 @@ SIGINT or SIGTERM, then stop the started parts in reverse order, each within a
 timeout. A second signal stops waiting and exits at once.
 
 A part is anything with a ``name``, ``async start()`` and ``async stop()``.
-Today ``timmy run`` starts one, the embedded relay; the agents' engine, the web
-app and the federation links join :func:`node_parts` as they land.
+``timmy run`` starts, in order: the embedded relay, the links (connections to
+the home relay and the federation relays), and the job engine, which reaches
+every relay through the links. The web app joins :func:`node_parts` when it lands.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from node.keys import NODE_KEY
+from node.keys import AGENT_PREFIX, NODE_KEY
 
 if TYPE_CHECKING:
     from nostr_sdk import Keys
+    from prometheus_client import CollectorRegistry
 
+    from dvm.engine import Engine
+    from dvm.store import JobStore
+    from nips.nip01 import Signer
     from node.config import NodeConfig
+    from node.links import RelayPool
     from relay.server import RelayServer
     from relay.settings import RelaySettings
     from relay.store.sqlite import SqliteStore
@@ -32,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RELAY_DB = "relay.sqlite3"
+NODE_DB = "node.sqlite3"
 SHUTDOWN_TIMEOUT = 10.0  # seconds per part; then we leave it behind and exit
 
 
@@ -52,21 +59,25 @@ class EmbeddedRelay:
 
     name = "relay"
 
-    def __init__(self, settings: RelaySettings, db_path: Path) -> None:
+    def __init__(
+        self, settings: RelaySettings, db_path: Path, registry: CollectorRegistry | None = None
+    ) -> None:
         self.settings = settings
         self.db_path = db_path
+        self.registry = registry
         self._store: SqliteStore | None = None
         self._server: RelayServer | None = None
 
     async def start(self) -> None:
         # Imported here so `timmy --help` and the lifecycle tests need no relay stack.
+        from relay.metrics import RelayMetrics
         from relay.server import RelayServer
         from relay.store.sqlite import SqliteStore
 
         self._store = SqliteStore(self.db_path, synchronous=self.settings.sqlite_synchronous)
         await self._store.open()
         try:
-            server = RelayServer(self.settings, self._store)
+            server = RelayServer(self.settings, self._store, metrics=RelayMetrics(self.registry))
             await server.start()
         except BaseException:
             await self._store.close()  # a part that failed to start is not stopped: clean up here
@@ -97,17 +108,121 @@ def relay_settings(config: NodeConfig, node_pubkey_hex: str) -> RelaySettings:
     return dataclasses.replace(config.relay, operator_pubkey=node_pubkey_hex)
 
 
+class Links:
+    """Connections to the home relay and the federation relays, shared by the node's parts."""
+
+    name = "links"
+
+    def __init__(self, home: Callable[[], str], federation: Sequence[str], signer: Signer) -> None:
+        self._home = home
+        self.federation = tuple(federation)
+        self.signer = signer
+        self._pool: RelayPool | None = None
+        self.home_url = ""
+
+    @property
+    def pool(self) -> RelayPool:
+        assert self._pool is not None, "call start() first"
+        return self._pool
+
+    async def start(self) -> None:
+        from node.links import RelayPool
+
+        self.home_url = self._home()
+        self._pool = RelayPool([self.home_url, *self.federation], signer=self.signer)
+        await self._pool.start()
+        if not await self._pool.wait_connected(5.0):
+            for row in self._pool.status():
+                if not row["connected"]:
+                    log.warning("relay %s not reachable yet (%s); retrying", row["url"], row["last_error"])
+
+    async def stop(self) -> None:
+        if self._pool is not None:
+            await self._pool.stop()
+
+
+class EnginePart:
+    """The job engine and its database, ``node.sqlite3``."""
+
+    name = "engine"
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        db_path: Path,
+        links: Links,
+        signers: Mapping[str, Signer],
+        node_signer: Signer,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self.db_path = db_path
+        self.links = links
+        self.signers = signers  # by agent name, including agents removed from the config
+        self.node_signer = node_signer
+        self.registry = registry
+        self.engine: Engine | None = None
+        self._store: JobStore | None = None
+
+    async def start(self) -> None:
+        from dvm.agents import build_agents
+        from dvm.engine import Engine
+        from dvm.handlers import discover
+        from dvm.metrics import JobMetrics
+        from dvm.store import JobStore
+
+        agents = build_agents(self.config.agents, self.signers, discover())
+        configured = {a.name for a in self.config.agents}
+        self._store = JobStore(self.db_path)
+        await self._store.open()
+        self.engine = Engine(
+            agents,
+            self._store,
+            self.links.pool,
+            settings=self.config.engine,
+            home_relay=self.links.home_url,
+            node_pubkey=self.node_signer.pubkey,
+            federation_relays=self.config.federation.relays,
+            retired_signers={n: s for n, s in self.signers.items() if n not in configured},
+            metrics=JobMetrics(self.registry),
+        )
+        try:
+            await self.engine.start()
+        except BaseException:
+            await self._store.close()
+            raise
+
+    async def stop(self) -> None:
+        if self.engine is not None:
+            await self.engine.stop()
+        if self._store is not None:
+            await self._store.close()
+
+
+def signers_of(identities: Mapping[str, Keys]) -> tuple[Signer, dict[str, Signer]]:
+    """The node's signer and the agents' by agent name, from unlocked nostr-sdk keys."""
+    from nips.nip01 import Signer
+
+    node = Signer(identities[NODE_KEY].secret_key().to_hex())
+    agents = {
+        name.removeprefix(AGENT_PREFIX): Signer(keys.secret_key().to_hex())
+        for name, keys in identities.items()
+        if name.startswith(AGENT_PREFIX)
+    }
+    return node, agents
+
+
 def node_parts(config: NodeConfig, data_dir: Path, identities: Mapping[str, Keys]) -> list[Part]:
     """What ``timmy run`` starts. ``identities``: unlocked keys by keystore name."""
-    node_hex = identities[NODE_KEY].public_key().to_hex()
-    relay = EmbeddedRelay(relay_settings(config, node_hex), data_dir / RELAY_DB)
-    log.info(
-        "not started yet: engine (%d agents), web (port %d), links (%d federation relays)",
-        len(config.agents),
-        config.web.port,
-        len(config.federation.relays),
-    )
-    return [relay]
+    from prometheus_client import CollectorRegistry
+
+    node_signer, agent_signers = signers_of(identities)
+    registry = CollectorRegistry()  # all the node's metrics, served at the relay's /metrics
+    relay = EmbeddedRelay(relay_settings(config, node_signer.pubkey), data_dir / RELAY_DB, registry)
+    links = Links(lambda: relay.url, config.federation.relays, node_signer)
+    engine = EnginePart(config, data_dir / NODE_DB, links, agent_signers, node_signer, registry)
+    log.info("not started yet: web (port %d)", config.web.port)
+    return [relay, links, engine]
 
 
 async def serve(

@@ -4,6 +4,10 @@
     timmy run   --data DIR [--relay-port N] [--web-port N] [--federate URL ...]
     timmy relay --data DIR [--port N]
     timmy keys  --data DIR
+    timmy job submit --kind K --input X [--type T] [--param k=v ...] [--bid MSAT]
+                     [--auction] [--to NPUB] [--relay URL] [--encrypt]
+    timmy agents [--relay URL] [--json]
+    timmy audit REQUEST_ID [--relay URL] [--json]
 
 Only the standard library is imported at module level, so ``timmy --help``
 answers at once; each command imports the node's modules (nostr_sdk, asyncio,
@@ -89,7 +93,58 @@ def build_parser() -> argparse.ArgumentParser:
         "keys", parents=[data], help="print the node's and agents' public keys (npub)"
     )
     keys.set_defaults(command=cmd_keys)
+    _add_client(commands, data)
     return parser
+
+
+def _add_client(commands: Any, data: argparse.ArgumentParser) -> None:
+    relay = argparse.ArgumentParser(add_help=False)
+    relay.add_argument(
+        "--relay",
+        metavar="URL",
+        help="the relay to use (default: this node's relay, from DIR/node.toml)",
+    )
+    job = commands.add_parser("job", help="hire an agent: submit a NIP-90 job")
+    job_commands = job.add_subparsers(title="job commands", metavar="COMMAND", required=True)
+    submit = job_commands.add_parser(
+        "submit",
+        parents=[data, relay],
+        help="publish a job request, follow its feedback, print the result",
+        description="Publish a NIP-90 job request with a fresh key, show the feedback as it "
+        "comes, print the result on stdout. Exits 1 on an error answer or a timeout.",
+    )
+    submit.add_argument("--kind", type=int, required=True, help="job request kind, 5000-5999")
+    submit.add_argument("--input", action="append", required=True, metavar="VALUE",
+                        help="an input: text, URL, event id or job id (repeatable)")
+    submit.add_argument("--type", choices=("text", "url", "event", "job"),
+                        help="how to read every --input (default: guessed from its shape)")
+    submit.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    submit.add_argument("--bid", type=int, metavar="MSAT", help="the most you will pay")
+    submit.add_argument("--to", metavar="NPUB", help="address one provider (npub or hex)")
+    submit.add_argument("--encrypt", action="store_true",
+                        help="encrypt inputs and params to the --to provider (NIP-04, as NIP-90 says)")
+    submit.add_argument("--auction", action="store_true",
+                        help="ask providers to bid in a sealed-bid second-price auction; "
+                        "this command publishes the award")
+    submit.add_argument("--commit-seconds", type=int, default=3, metavar="S")
+    submit.add_argument("--reveal-seconds", type=int, default=2, metavar="S")
+    submit.add_argument("--timeout", type=float, default=60.0, metavar="S")
+    submit.set_defaults(command=cmd_job_submit)
+    agents = commands.add_parser(
+        "agents", parents=[data, relay], help="list the agents (NIP-89 handlers) a relay knows"
+    )
+    agents.add_argument("--json", action="store_true", help="print JSON lines")
+    agents.set_defaults(command=cmd_agents)
+    audit = commands.add_parser(
+        "audit",
+        parents=[data, relay],
+        help="check a job's events and recompute its auction award",
+        description="Fetch every event of a job from a relay, check the chain of answers "
+        "and, for an auction, recompute the award. Exits 0 when valid, 1 otherwise.",
+    )
+    audit.add_argument("request_id", metavar="REQUEST_ID", help="the request event id (hex or note/nevent)")
+    audit.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    audit.set_defaults(command=cmd_audit)
 
 
 def _add_init(commands: Any, data: argparse.ArgumentParser) -> None:
@@ -248,6 +303,9 @@ def _unlock(config: NodeConfig, data: Path) -> dict[str, Keys]:
             raise CliError(
                 f"no key {name!r} in {store.dir}: create it with `timmy init --data {data}`"
             )
+    # Keys of agents removed from node.toml are unlocked too: the engine signs
+    # the deletion of their announcements with them.
+    names += [n for n in store.names() if n.startswith(keys.AGENT_PREFIX) and n not in names]
     passphrase = keys.resolve_passphrase(data)
     register_secret(passphrase.secret)
     identities = {}
@@ -305,6 +363,155 @@ def _key_names(config: NodeConfig) -> list[str]:
     from node.keys import NODE_KEY, agent_key_name
 
     return [NODE_KEY] + [agent_key_name(agent.name) for agent in config.agents]
+
+
+# --- client commands -----------------------------------------------------------------
+
+
+def _relay_url(args: argparse.Namespace) -> str:
+    if args.relay:
+        return str(args.relay)
+    config = _load_config(args.data)
+    host = "127.0.0.1" if config.relay.host in ("0.0.0.0", "::") else config.relay.host
+    return config.relay.public_url or f"ws://{host}:{config.relay.port}"
+
+
+def _hex_key(text: str, what: str) -> str:
+    import re
+
+    if re.fullmatch(r"[0-9a-f]{64}", text):
+        return text
+    from nostr_sdk import PublicKey
+
+    try:
+        return str(PublicKey.parse(text).to_hex())
+    except Exception:
+        raise CliError(f"{what}: {text!r} is not a public key (npub or hex)") from None
+
+
+def _event_id(text: str) -> str:
+    import re
+
+    if re.fullmatch(r"[0-9a-f]{64}", text):
+        return text
+    from nostr_sdk import EventId, Nip19Event
+
+    for parse in (lambda t: EventId.parse(t).to_hex(), lambda t: Nip19Event.from_bech32(t).event_id().to_hex()):
+        try:
+            return str(parse(text))
+        except Exception:
+            continue
+    raise CliError(f"{text!r} is not an event id (hex, note or nevent)")
+
+
+def _with_link(url: str, work: Any) -> Any:
+    import asyncio
+
+    from node.links import RelayLink
+
+    logging.basicConfig(level=logging.ERROR, format="timmy: %(message)s")  # the link's retries are noise here
+
+    async def main() -> Any:
+        link = RelayLink(url)
+        await link.start()
+        try:
+            if not await link.wait_connected(10):
+                raise CliError(f"cannot reach {url}: {link.last_error}")
+            return await work(link)
+        finally:
+            await link.stop()
+
+    return asyncio.run(main())
+
+
+def cmd_job_submit(args: argparse.Namespace) -> int:
+    import os
+
+    from dvm import client
+    from nips.nip01 import Signer
+
+    params = []
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"--param {item!r}: expected KEY=VALUE")
+        params.append((key, value))
+    if not 5000 <= args.kind <= 5999:
+        raise CliError(f"--kind {args.kind}: job request kinds are 5000-5999")
+    spec = client.JobSpec(
+        kind=args.kind,
+        inputs=[(value, args.type or client.guess_input_type(value)) for value in args.input],
+        params=params,
+        bid_msat=args.bid,
+        to=_hex_key(args.to, "--to") if args.to else None,
+        encrypt=args.encrypt,
+        auction_seconds=(args.commit_seconds, args.reveal_seconds) if args.auction else None,
+    )
+    if spec.encrypt and not spec.to:
+        raise CliError("--encrypt needs --to: params are encrypted to one provider")
+    signer = Signer(os.urandom(32))  # a fresh customer identity per job
+
+    def show(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    async def work(link: Any) -> int:
+        try:
+            outcome = await client.submit(link, spec, signer, timeout=args.timeout, progress=show)
+        except client.JobFailed as exc:
+            show(f"job failed: {exc}")
+            return EXIT_FAILURE
+        print(outcome.content)
+        return 0
+
+    return int(_with_link(_relay_url(args), work))
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    import json
+
+    from dvm import client
+
+    listings = _with_link(_relay_url(args), client.discover_agents)
+    for item in listings:
+        info = item.info
+        if args.json:
+            print(json.dumps({"pubkey": info.pubkey, "name": info.name, "kinds": info.kinds,
+                              "price_msat": info.price_msat, "alive": item.alive,
+                              "node": info.node or None, "relays": info.relays}))
+            continue
+        price = "?" if info.price_msat is None else f"{info.price_msat} msat"
+        state = "live" if item.alive else "no heartbeat"
+        kinds = ",".join(map(str, info.kinds))
+        print(f"{info.name or '(unnamed)':<16} {kinds:<12} {price:>12}  {state:<12} {info.pubkey}")
+    if not listings and not args.json:
+        print("no agents announced on this relay", file=sys.stderr)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    import json
+
+    from dvm import client
+
+    request_id = _event_id(args.request_id)
+    request, events = _with_link(_relay_url(args), lambda link: client.fetch_job(link, request_id))
+    if request is None:
+        raise CliError(f"request {request_id} not found on the relay")
+    verdict = client.audit_job(request, events)
+    if args.json:
+        print(json.dumps(verdict))
+    else:
+        print(f"request   {request_id}")
+        print(f"verdict   {'valid' if verdict['valid'] else 'INVALID'}")
+        if verdict["winner"]:
+            print(f"winner    {verdict['winner']} at {verdict['price_msat']} msat")
+        for result in verdict["results"]:
+            print(f"result    {result['id']} by {result['agent']}")
+        for problem in verdict["problems"]:
+            print(f"problem   {problem}")
+        for note in verdict["notes"]:
+            print(f"note      {note}")
+    return 0 if verdict["valid"] else EXIT_FAILURE
 
 
 def _load_config(data: Path) -> NodeConfig:

@@ -17,6 +17,7 @@ import difflib
 import re
 import tomllib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -47,11 +48,37 @@ class FederationSettings:
     relays: tuple[str, ...] = ()
 
 
+Scalar = str | int | float | bool
+
+
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
     name: str
     about: str = ""
+    picture: str = ""  # URL of the agent's avatar (kind 0 `picture`)
     kinds: tuple[int, ...] = ()  # NIP-90 job request kinds served
+    # What the agent asks per job, in millisats: price_msat plus
+    # price_per_kb_msat for each started KiB of input. This is also its sealed
+    # bid in auctions (bidding one's true cost is the best strategy there).
+    price_msat: int = 0
+    price_per_kb_msat: int = 0
+    concurrency: int = 4  # jobs run at once
+    time_limit_seconds: float = 60.0  # a job still running then fails with a 7000 error
+    # Handler settings by handler name, e.g. settings.textgen = { endpoint = "..." }.
+    settings: Mapping[str, Mapping[str, Scalar]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    # Agents publish a NIP-40-expiring heartbeat this often (docs/protocol/heartbeat.md).
+    heartbeat_seconds: int = 60
+    # A request older than this when first seen is ignored (the node may have been
+    # down); this also bounds how far back the engine reads after a restart.
+    max_request_age_seconds: int = 900
+    # Text inputs (after decryption) larger than this get a 7000 error.
+    max_input_bytes: int = 65536
+    # Unpaid (payment-required) and waiting (chained) jobs expire after this.
+    wait_limit_seconds: int = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +87,14 @@ class LoggingSettings:
 
 
 DEFAULT_AGENTS = (
-    AgentConfig("summarizer", "Summarizes text and notes.", (5001,)),
-    AgentConfig("pow", "Computes proof-of-work (NIP-13) for events.", (5970,)),
+    AgentConfig("summarizer", "Summarizes text and notes.", kinds=(5001,)),
+    AgentConfig("pow", "Computes proof-of-work (NIP-13) for events.", kinds=(5970,)),
+    AgentConfig(
+        "writer",
+        "Writes text with a language model (needs settings.textgen.endpoint).",
+        kinds=(5050,),
+        settings={"textgen": {"endpoint": "", "model": ""}},
+    ),
 )
 
 
@@ -71,6 +104,7 @@ class NodeConfig:
     relay: RelaySettings = field(default_factory=RelaySettings)
     web: WebSettings = field(default_factory=WebSettings)
     federation: FederationSettings = field(default_factory=FederationSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
     agents: tuple[AgentConfig, ...] = DEFAULT_AGENTS
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
@@ -159,6 +193,14 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, where)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Mapping:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {_describe(value)}")
+        return {key: _convert(args[1], item, _join(where, key)) for key, item in value.items()}
+    if hint == Scalar:
+        if isinstance(value, (list, dict)):
+            raise ConfigError(f"{where}: expected a string, number or boolean, got {_describe(value)}")
+        return value
     if origin in (tuple, frozenset):
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected an array, got {_describe(value)}")
@@ -217,6 +259,9 @@ def _validate(config: NodeConfig) -> None:
     for i, url in enumerate(config.federation.relays):
         _check_ws_url(f"federation.relays[{i}]", url)
     _check_agents(config.agents)
+    _check_non_negative("engine", config.engine)
+    if config.engine.heartbeat_seconds < 1:
+        raise ConfigError("engine.heartbeat_seconds: must be at least 1")
     if config.logging.level not in _LEVELS:
         raise ConfigError(f"logging.level: expected one of {', '.join(_LEVELS)}")
 
@@ -252,7 +297,7 @@ def _check_relay(relay: RelaySettings) -> None:
     _check_non_negative("relay.auth", relay.auth)
 
 
-def _check_non_negative(where: str, section: RelayLimits | AuthRules) -> None:
+def _check_non_negative(where: str, section: RelayLimits | AuthRules | EngineSettings) -> None:
     for f in dataclasses.fields(section):
         value = getattr(section, f.name)
         if isinstance(value, int) and not isinstance(value, bool) and value < 0:
@@ -276,6 +321,12 @@ def _check_agents(agents: tuple[AgentConfig, ...]) -> None:
                 raise ConfigError(
                     f"{where}.kinds: {kind} is not a NIP-90 job request kind (5000-5999)"
                 )
+        if agent.concurrency < 1:
+            raise ConfigError(f"{where}.concurrency: must be at least 1")
+        if agent.time_limit_seconds <= 0:
+            raise ConfigError(f"{where}.time_limit_seconds: must be positive")
+        if agent.price_msat < 0 or agent.price_per_kb_msat < 0:
+            raise ConfigError(f"{where}: prices must not be negative")
 
 
 def _check_port(where: str, port: int) -> None:

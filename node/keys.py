@@ -78,9 +78,12 @@ class Passphrase:
     source: str = "argument"
 
 
+AGENT_PREFIX = "agent-"
+
+
 def agent_key_name(agent: str) -> str:
     """The keystore name of an agent's key; the prefix keeps an agent named "node" apart."""
-    return f"agent-{agent}"
+    return f"{AGENT_PREFIX}{agent}"
 
 
 class Keystore:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
+import sys
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import coincurve
 
@@ -36,3 +40,18 @@ def make_event(
             "sig": sig,
         }
     )
+
+
+def timmy() -> list[str]:
+    """The CLI: the installed script, else the module in this interpreter."""
+    script = Path(sys.executable).with_name("timmy")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("timmy")
+    return [found] if found else [sys.executable, "-m", "node.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -112,7 +112,7 @@ def test_init_creates_config_and_private_keys(tmp_path, env, capsys):
     assert mode(data) == 0o700
     assert mode(data / "keys") == 0o700
     store = Keystore(data)
-    assert store.names() == ["agent-pow", "agent-summarizer", "node"]
+    assert store.names() == ["agent-pow", "agent-summarizer", "agent-writer", "node"]
     for path in (data / "keys").iterdir():
         assert mode(path) == 0o600
     out = capsys.readouterr().out
@@ -146,7 +146,7 @@ def test_init_again_adds_only_missing_keys(tmp_path, env, capsys):
     with (data / "node.toml").open("a") as f:
         f.write('\n[[agents]]\nname = "echo"\nkinds = [5050]\n')
     assert init(data) == 0
-    assert store.names() == ["agent-echo", "agent-pow", "agent-summarizer", "node"]
+    assert store.names() == ["agent-echo", "agent-pow", "agent-summarizer", "agent-writer", "node"]
     for name, content in before.items():
         assert (store.dir / f"{name}.ncryptsec").read_bytes() == content
     assert "keeping the existing" in capsys.readouterr().err
@@ -231,6 +231,7 @@ def test_keys_prints_each_npub_with_its_name(tmp_path, env, capsys):
         ["node", "timmy", store.public_key("node")],
         ["agent", "summarizer", store.public_key("agent-summarizer")],
         ["agent", "pow", store.public_key("agent-pow")],
+        ["agent", "writer", store.public_key("agent-writer")],
     ]
 
 

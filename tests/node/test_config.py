@@ -70,7 +70,7 @@ def test_lists_become_frozen_collections():
 
 def test_agents_replace_the_default_list():
     config = loads('[[agents]]\nname = "echo"\nkinds = [5050]\n')
-    assert config.agents == (AgentConfig("echo", "", (5050,)),)
+    assert config.agents == (AgentConfig("echo", kinds=(5050,)),)
     assert loads("agents = []\n").agents == ()
 
 
@@ -178,3 +178,32 @@ def test_bad_override_says_it_came_from_the_command_line():
         NodeConfig().with_overrides(relay_port=99999)
     with pytest.raises(ConfigError, match=r"command line: federation\.relays"):
         NodeConfig().with_overrides(federate=["http://x"])
+
+
+def test_agent_handler_settings_are_tables_of_scalars():
+    config = loads(
+        '[[agents]]\nname = "w"\nkinds = [5050]\n'
+        'settings.textgen = { endpoint = "http://127.0.0.1:11434/v1", max_tokens = 64 }\n'
+    )
+    assert config.agents[0].settings == {
+        "textgen": {"endpoint": "http://127.0.0.1:11434/v1", "max_tokens": 64}
+    }
+    with pytest.raises(ConfigError, match=r"agents\[0\].settings.textgen.x: expected a string"):
+        loads('[[agents]]\nname = "w"\nsettings.textgen = { x = [1] }\n')
+    with pytest.raises(ConfigError, match=r"agents\[0\].settings.textgen: expected a table"):
+        loads('[[agents]]\nname = "w"\nsettings.textgen = 3\n')
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[agents]]\nname = 'a'\nconcurrency = 0", "concurrency: must be at least 1"),
+        ("[[agents]]\nname = 'a'\ntime_limit_seconds = 0", "time_limit_seconds: must be positive"),
+        ("[[agents]]\nname = 'a'\nprice_msat = -1", "prices must not be negative"),
+        ("[engine]\nheartbeat_seconds = 0", "heartbeat_seconds: must be at least 1"),
+        ("[engine]\nmax_input_bytes = -5", "must not be negative"),
+    ],
+)
+def test_bad_agent_and_engine_values_are_refused(text, message):
+    with pytest.raises(ConfigError, match=message):
+        loads(text)

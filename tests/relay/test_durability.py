@@ -13,11 +13,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,7 +26,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.helpers import make_event
+from tests.helpers import free_port, make_event, timmy
 
 pytestmark = pytest.mark.slow
 
@@ -44,21 +41,6 @@ NO_RATE_LIMITS = {
     "events_per_minute_per_pubkey": 0,
     "reqs_per_minute_per_ip": 0,
 }
-
-
-def timmy() -> list[str]:
-    """The CLI: the installed script, else the module in this interpreter."""
-    script = Path(sys.executable).with_name("timmy")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("timmy")
-    return [found] if found else [sys.executable, "-m", "node.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
