@@ -275,7 +275,7 @@ class Engine:
         if size > self.settings.max_input_bytes:
             raise BadRequest(f"input too large: {size} bytes (limit {self.settings.max_input_bytes})")
         handler = job.agent.handlers[job.request.kind]
-        handler.validate(job.request, job.agent.settings_for(handler))
+        handler.validate(_for_handler(job.request), job.agent.settings_for(handler))
 
     async def proceed(self, job: Job) -> None:
         """After the agent is chosen (and any auction won): wait for input, charge, run."""
@@ -337,7 +337,7 @@ class Engine:
 
         texts = await self._resolve_inputs(request)
         ctx = JobContext(
-            request=request,
+            request=_for_handler(request),
             texts=texts,
             settings=agent.settings_for(handler),
             stop=job.stop,
@@ -610,6 +610,12 @@ class Engine:
             for beat in beats:
                 await self.pool.publish(beat)
             await asyncio.sleep(interval)
+
+
+def _for_handler(request: JobRequest) -> JobRequest:
+    """The request as a handler sees it: without the params the engine itself acts on."""
+    params = tuple(p for p in request.params if p[0] not in auction.PARAMS)
+    return request if len(params) == len(request.params) else replace(request, params=params)
 
 
 def _with_state(record: JobRecord, state: State) -> JobRecord:

@@ -30,6 +30,8 @@ REVEAL_KIND = 7011
 AWARD_KIND = 7012
 AUCTION_TYPE = "vickrey"
 COMMITMENT_MARKER = "commitment"  # position 3 of the reveal's `e` tag, as NIP-10 markers
+# The request params this extension defines; job handlers never see them.
+PARAMS = frozenset({"auction", "commit_until", "reveal_until", "min_reputation"})
 MAX_MSAT_DIGITS = 18  # the bound nip90 puts on a `bid`
 
 _TIMESTAMP = re.compile(r"[0-9]{1,16}")

@@ -11,7 +11,7 @@ import orjson
 from nips.nip89 import parse_handler
 from node.config import AgentConfig
 
-from .conftest import SUMMARIZER, Customer
+from .conftest import SUMMARIZER
 
 
 async def _announced(link, pubkey, kinds=(0, 10002, 31990, 30078)):

@@ -19,7 +19,7 @@ async def test_summarization_job_gets_processing_then_a_result(relay, start_engi
     agent = engine.agents[0]
     assert result.kind == 6001
     assert result.pubkey == agent.pubkey and verify_signature(result)
-    assert [status(e) for e in answers if e.kind == 7000][0] == "processing"
+    assert next(status(e) for e in answers if e.kind == 7000) == "processing"
     assert orjson.loads(result.first_tag_value("request")) == request.to_dict()
     assert result.tag_values("e") == [request.id]
     assert result.tag_values("p") == [customer.pubkey]

@@ -173,3 +173,49 @@ def nostr_tools(node_modules: Path) -> RunScenario:
         return result
 
     return run
+
+
+# --- nostr-relay (PyPI, Python) as a shared federation relay ---------------------------
+
+
+@pytest.fixture
+def nostr_relay(tmp_path: Path) -> Any:
+    """A running ``nostr-relay`` 1.14 (its shipped config, our port and database): its URL."""
+    import socket
+    import sys
+    import time
+
+    import yaml
+
+    try:
+        import nostr_relay as package
+    except ImportError:
+        pytest.fail("nostr-relay is not installed: pip install -e '.[dev]'")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = yaml.safe_load(Path(package.__file__).with_name("config.yaml").read_text())
+    config["gunicorn"]["bind"] = f"127.0.0.1:{port}"
+    config["storage"]["sqlalchemy.url"] = f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
+    path = tmp_path / "nostr-relay.yaml"
+    path.write_text(yaml.safe_dump(config))
+    exe = Path(sys.executable).with_name("nostr-relay")
+    log = (tmp_path / "nostr-relay.log").open("wb")
+    proc = subprocess.Popen([str(exe), "-c", str(path), "serve"], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"nostr-relay did not start:\n{(tmp_path / 'nostr-relay.log').read_text()}")
+            time.sleep(0.1)
+    yield f"ws://127.0.0.1:{port}"
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
