@@ -129,6 +129,8 @@ class Engine:
         self._waiting: dict[str, set[str]] = {}  # input job id -> ids of jobs chained on it
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bidding: Bidding | None = None
+        self._sent: list[str] = []  # published, not yet marked sent in the store
+        self._flushing: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -162,6 +164,9 @@ class Engine:
         for job in self.jobs.values():
             job.stop.set()  # handler threads poll this
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._sent:  # what was published but not yet marked: spare the restart a republish
+            await self.store.mark_sent(self._sent)
+            self._sent = []
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -197,13 +202,12 @@ class Engine:
         self._spawn(self._intake(event, relay))
 
     async def _intake(self, event: Event, relay: str) -> None:
-        if not await self.store.claim(event):
+        record = await self.store.claim(event)
+        if record is None:
             return  # seen before (another relay, or before a restart)
         self.metrics.received(event.kind)
         if relay != self.home_relay:
             self._spawn(self.pool.publish(event, urls=[self.home_relay]))  # the audit log
-        record = await self.store.get(event.id)
-        assert record is not None
         job = Job(record, event)
         self.jobs[job.id] = job
         await self._decide(job)
@@ -479,17 +483,29 @@ class Engine:
         return agent.signer.sign(result_kind(request.kind), content, tags, created_at=int(self.clock()))
 
     async def _publish(self, job: Job | None, events: Sequence[Event]) -> None:
-        """Publish stored announcements; mark them sent once a relay has them."""
+        """Publish stored announcements, in order; mark them sent once a relay has them.
+
+        Marking is batched (:meth:`_flush_sent`): an event published but not yet
+        marked when the node dies is published again after the restart, which
+        relays answer with ``duplicate:``; nobody sees it twice.
+        """
         urls = self._targets(job)
-        sent = []
         for event in events:
             results = await self.pool.publish(event, urls=urls)
             if any(ok for ok, _ in results.values()):
-                sent.append(event.id)
+                self._sent.append(event.id)
             else:
                 log.warning("event %s not accepted by any relay: %s", event.id[:12], results)
-        if sent:
-            await self.store.mark_sent(sent)
+        if self._sent and self._flushing is None:
+            self._flushing = self._spawn(self._flush_sent())
+
+    async def _flush_sent(self) -> None:
+        try:
+            while self._sent:
+                batch, self._sent = self._sent, []
+                await self.store.mark_sent(batch)
+        finally:
+            self._flushing = None
 
     def _targets(self, job: Job | None) -> list[str] | None:
         """The pool's relays, plus a few from the request's ``relays`` tag (NIP-90 asks for them)."""

@@ -90,12 +90,13 @@ for _state in (_S.RECEIVED, _S.BIDDING, _S.WAITING_INPUT, _S.PAYMENT_REQUIRED, _
     TRANSITIONS[(_state, _T.CANCEL)] = _S.CANCELLED
 
 # What entering a state announces as kind 7000 feedback. Delivering announces
-# the result event itself (plus `success` feedback); bidding announces a 7010
-# commitment; declined says nothing, so losers stay silent.
+# the result event itself and no `success` feedback: the result says it, and
+# an extra event per job costs every relay and client on the way (a fifth of
+# the node's work for a small job); bidding announces a 7010 commitment;
+# declined says nothing, so losers stay silent.
 ANNOUNCES: dict[State, Status] = {
     State.PAYMENT_REQUIRED: Status.PAYMENT_REQUIRED,
     State.PROCESSING: Status.PROCESSING,
-    State.DELIVERING: Status.SUCCESS,
     State.FAILED: Status.ERROR,
     State.CANCELLED: Status.ERROR,
     State.EXPIRED: Status.ERROR,

@@ -140,17 +140,21 @@ class JobStore:
 
     # --- jobs --------------------------------------------------------------
 
-    async def claim(self, request: Event, state: State = State.RECEIVED) -> bool:
-        """Record a request seen for the first time; False if it is known already."""
+    async def claim(self, request: Event) -> JobRecord | None:
+        """Record a request seen for the first time; None if it is known already."""
 
-        def op(db: sqlite3.Connection) -> bool:
+        def op(db: sqlite3.Connection) -> JobRecord | None:
             now = int(time.time())
             cur = db.execute(
                 "INSERT OR IGNORE INTO jobs (id, kind, customer, state, request, seen_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (request.id, request.kind, request.pubkey, state.value, request.raw, now, now),
+                (request.id, request.kind, request.pubkey, State.RECEIVED.value, request.raw, now, now),
             )
-            return cur.rowcount == 1
+            if cur.rowcount != 1:
+                return None
+            return JobRecord(
+                request.id, request.kind, request.pubkey, "", State.RECEIVED, request.raw, None, "", now, now
+            )
 
         return await self._call(op)
 
@@ -321,6 +325,11 @@ class JobStore:
                 db.execute("SAVEPOINT op")
                 try:
                     value = op(db)
+                    if isinstance(value, sqlite3.Cursor):
+                        # Never let a cursor reach the event loop's thread: freed
+                        # there, it would finalize a statement under our feet.
+                        value.close()
+                        value = None
                 except Exception as exc:
                     db.execute("ROLLBACK TO op")
                     results.append((future, None, exc))

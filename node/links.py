@@ -334,8 +334,15 @@ class RelayLink:
                 backoff = self._min_backoff
             delay = max(self._min_backoff, random.uniform(backoff / 2, backoff))
             backoff = min(backoff * 2, self._max_backoff)
-            level = logging.WARNING if error != self._last_error else logging.DEBUG
-            log.log(level, "relay %s: %s; retrying in %.2f s", self.url, error, delay)
+            # A relay that stays down is reported once, not at every attempt.
+            repeated = opened_at is None and error == self._last_error
+            log.log(
+                logging.DEBUG if repeated else logging.WARNING,
+                "relay %s: %s; retrying in %.2f s",
+                self.url,
+                error,
+                delay,
+            )
             self._last_error = error
             await asyncio.sleep(delay)
 
