@@ -127,7 +127,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             samples: list[float] = []
             deadline = time.perf_counter() + args.seconds
 
-            async def worker() -> None:
+            async def worker(samples: list[float] = samples, deadline: float = deadline) -> None:
                 while time.perf_counter() < deadline:
                     samples.append(await customer.job())
 

@@ -31,7 +31,9 @@ from bench.relays import OUT, ROOT
 from bench.report import machine
 from bench.summary import render
 
-BENCHMARKS = ("ingest", "queries", "large_query", "fanout", "memory")
+BENCHMARKS = ("ingest", "queries", "large_query", "fanout", "memory", "jobs", "auction")
+# Benchmarks of the whole node rather than of relays side by side: no --relays.
+NODE_BENCHMARKS = ("jobs", "auction")
 
 QUICK: dict[str, list[str]] = {
     "ingest": ["--events", "5000", "--conns", "1,8", "--seconds", "10"],
@@ -58,6 +60,8 @@ QUICK: dict[str, list[str]] = {
         "50",
     ],
     "fanout": ["--subs", "200", "--conns", "200", "--rounds", "5"],
+    "jobs": ["--jobs", "100", "--seconds", "5", "--inflight", "16"],
+    "auction": ["--auctions", "2"],
     "memory": ["--size", "50000", "--fill-seconds", "20", "--conns", "200"],
 }
 
@@ -110,7 +114,7 @@ def main() -> None:
         if name not in BENCHMARKS:
             raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
         extra = list(QUICK[name]) if args.quick else []
-        if args.relays:
+        if args.relays and name not in NODE_BENCHMARKS:
             extra += ["--relays", args.relays]
         results["benchmarks"][name] = run_one(name, extra, args.timeout, folder)
         (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")

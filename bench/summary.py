@@ -209,9 +209,39 @@ RENDERERS = {
 }
 
 
+def _jobs(bench: dict[str, Any]) -> str:
+    lat = bench["latency"]
+    rows = [["1 (one at a time)", "-", _n(lat["p50_ms"], 2), _n(lat["p99_ms"], 2)]]
+    rows += [
+        [str(t["inflight"]), _n(t["jobs_per_s"], 1), _n(t["p50_ms"], 2), _n(t["p99_ms"], 2)]
+        for t in bench["throughput"]
+    ]
+    head = ["jobs in flight", "jobs/s", "round trip p50 ms", "p99 ms"]
+    return "### jobs (target: p50 <= 10 ms, p99 <= 50 ms, >= 300 jobs/s)\n\n" + _table(head, rows)
+
+
+def _auction(bench: dict[str, Any]) -> str:
+    rows = [
+        [name, str(len(r["rounds"])), _n(r["award_ms_median"], 1), _n(r["award_ms_max"], 1),
+         _n(r["winner_ms_median"], 1), "yes" if r["all_correct"] else "NO"]
+        for name, r in bench["shared"].items()
+    ]
+    head = ["shared relay", "auctions", "award ms (median)", "award ms (max)", "winner next step ms",
+            "all awards correct"]
+    return "### auction, 3 nodes x 5 agents (target: award <= 100 ms after reveal_until)\n\n" + _table(
+        head, rows
+    )
+
+
+NODE_RENDERERS = {"jobs": _jobs, "auction": _auction}
+
+
 def render(results: dict[str, Any]) -> str:
     parts = []
     for name, bench in results.get("benchmarks", {}).items():
+        if name in NODE_RENDERERS and "error" not in bench:
+            parts.append(NODE_RENDERERS[name](bench))
+            continue
         if "relays" not in bench:
             parts.append(f"### {name}\n\n{bench.get('error', 'no result')}\n")
             continue

@@ -181,6 +181,7 @@ class Bidding:
 
 
 async def _sleep_until(engine: Any, when: float) -> None:
-    delay = when - engine.clock()
-    if delay > 0:
-        await asyncio.sleep(delay)
+    """Sleep until the wall clock reads ``when``: the loop's timer may wake a little
+    early, and a reveal stamped one second early does not count."""
+    while (delay := when - engine.clock()) > 0:
+        await asyncio.sleep(max(delay, 0.001))

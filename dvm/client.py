@@ -172,9 +172,8 @@ class Awarder:
     async def _run(self) -> None:
         # Reveals count up to reveal_until inclusive (whole seconds): the window
         # closes when that second ends, and an award must be created after it.
-        delay = self.terms.reveal_until + 1 - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        while (delay := self.terms.reveal_until + 1 - time.time()) > 0:
+            await asyncio.sleep(max(delay, 0.001))  # the timer may wake a little early
         decided = auction.decide(self.terms, self.events, received_at=self.received_at)
         tags = auction.award_tags(self.terms, decided)
         award = self.signer.sign(auction.AWARD_KIND, "", tags, created_at=int(time.time()))
