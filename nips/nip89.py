@@ -98,7 +98,8 @@ def parse_handler(event: Event) -> HandlerInfo | None:
         body = {}
     if not isinstance(body, dict):
         body = {}
-    timmy = body.get(TIMMY_TAG) if isinstance(body.get(TIMMY_TAG), dict) else {}
+    extension = body.get(TIMMY_TAG)
+    timmy: dict[str, object] = extension if isinstance(extension, dict) else {}
     relays: list[str] = []
     for tag in event.tags:
         if tag and tag[0] == "relays":

@@ -111,3 +111,48 @@ async def test_embedded_relay_serves_and_stops(tmp_path):
     finally:
         await relay.stop()
     assert (tmp_path / "relay.sqlite3").exists()
+
+
+async def test_the_whole_node_serves_a_job_and_reports_it_in_metrics(tmp_path):
+    """relay + links + engine as `timmy run` wires them; one job; /metrics shows it."""
+    import time
+    import urllib.request
+
+    from nostr_sdk import Keys
+
+    from nips.nip01 import Signer
+    from node.app import node_parts
+    from node.links import RelayLink
+
+    config = loads('[relay]\nport = 0\n[[agents]]\nname = "summarizer"\nkinds = [5001]\n')
+    identities = {"node": Keys.generate(), "agent-summarizer": Keys.generate()}
+    parts = node_parts(config, tmp_path, identities)
+    assert [p.name for p in parts] == ["relay", "links", "engine"]
+    started = []
+    try:
+        for part in parts:
+            await part.start()
+            started.append(part)
+        url = parts[0].url
+        link = RelayLink(url)
+        await link.start()
+        customer = Signer(os.urandom(32))
+        request = customer.sign(5001, "", [["i", "One. Two words here. Three.", "text"]], created_at=int(time.time()))
+        assert (await link.publish(request))[0]
+        for _ in range(100):
+            if await link.query([{"kinds": [6001], "#e": [request.id]}]):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("no result")
+        await link.stop()
+        await asyncio.sleep(0.2)
+        http = url.replace("ws://", "http://") + "/metrics"
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(http, timeout=5).read().decode())
+        assert 'dvm_job_transitions_total{kind="5001",state="done"} 1.0' in text
+        assert 'dvm_requests_total{kind="5001"} 1.0' in text
+        assert "relay_events_stored_total" in text
+        assert (tmp_path / "node.sqlite3").exists()
+    finally:
+        for part in reversed(started):
+            await part.stop()
