@@ -58,10 +58,10 @@ from nips.nip90 import (
     result_tags,
 )
 from node.config import EngineSettings
+from node.links import RelayPool
 
 if TYPE_CHECKING:
     from dvm.bidding import Bidding
-    from node.links import RelayPool
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ SEEN_IDS = 50_000  # request ids remembered in memory before asking the store
 RETRY_SECONDS = 5.0  # how often unsent announcements are tried again
 SWEEP_SECONDS = 30.0  # how often waiting jobs are checked for expiry
 MAX_CUSTOMER_RELAYS = 3  # extra relays from a request's `relays` tag we publish to
+MAX_REPLY_LINKS = 32  # connections kept to such relays
 
 
 @dataclass(eq=False)
@@ -129,6 +130,7 @@ class Engine:
         self._waiting: dict[str, set[str]] = {}  # input job id -> ids of jobs chained on it
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bidding: Bidding | None = None
+        self._replies = RelayPool([])  # customers' relays (NIP-90 `relays` tag)
         self._sent: list[str] = []  # published, not yet marked sent in the store
         self._flushing: asyncio.Task[None] | None = None
 
@@ -138,6 +140,7 @@ class Engine:
         from dvm.bidding import Bidding
 
         self._bidding = Bidding(self)
+        await self._replies.start()
         since = int(self.clock()) - self.settings.max_request_age_seconds
         self.pool.subscribe("jobs", self._request_filters(since), self._on_request)
         self.pool.subscribe("cancel", [{"kinds": [5], "since": int(self.clock())}], self._on_deletion)
@@ -164,6 +167,7 @@ class Engine:
         for job in self.jobs.values():
             job.stop.set()  # handler threads poll this
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._replies.stop()
         if self._sent:  # what was published but not yet marked: spare the restart a republish
             await self.store.mark_sent(self._sent)
             self._sent = []
@@ -489,15 +493,37 @@ class Engine:
         marked when the node dies is published again after the restart, which
         relays answer with ``duplicate:``; nobody sees it twice.
         """
-        urls = self._targets(job)
         for event in events:
-            results = await self.pool.publish(event, urls=urls)
+            results = await self.pool.publish(event)
             if any(ok for ok, _ in results.values()):
                 self._sent.append(event.id)
             else:
                 log.warning("event %s not accepted by any relay: %s", event.id[:12], results)
         if self._sent and self._flushing is None:
             self._flushing = self._spawn(self._flush_sent())
+        extra = self._customer_relays(job)
+        if extra:
+            self._spawn(self._reply_elsewhere(events, extra))
+
+    def _customer_relays(self, job: Job | None) -> list[str]:
+        """Relays from the request's ``relays`` tag that we do not publish to anyway.
+
+        NIP-90 asks providers to publish there. They get their own pool, which
+        subscribes to nothing (a customer cannot make the node read jobs from a
+        relay of their choosing) and is capped in size.
+        """
+        if job is None or job.request is None:
+            return []
+        wanted = [
+            url
+            for url in job.request.relays[:MAX_CUSTOMER_RELAYS]
+            if url.startswith(("ws://", "wss://")) and url not in self.pool.links
+        ]
+        return [u for u in wanted if u in self._replies.links or len(self._replies.links) < MAX_REPLY_LINKS]
+
+    async def _reply_elsewhere(self, events: Sequence[Event], urls: list[str]) -> None:
+        for event in events:
+            await self._replies.publish(event, urls=urls)
 
     async def _flush_sent(self) -> None:
         try:
@@ -506,13 +532,6 @@ class Engine:
                 await self.store.mark_sent(batch)
         finally:
             self._flushing = None
-
-    def _targets(self, job: Job | None) -> list[str] | None:
-        """The pool's relays, plus a few from the request's ``relays`` tag (NIP-90 asks for them)."""
-        if job is None or job.request is None or not job.request.relays:
-            return None
-        extra = [u for u in job.request.relays if u.startswith(("ws://", "wss://"))][:MAX_CUSTOMER_RELAYS]
-        return list(dict.fromkeys([*self.pool.links, *extra]))
 
     # --- restart ---------------------------------------------------------------
 

@@ -244,3 +244,26 @@ async def test_a_handler_that_raises_gives_an_error_and_the_node_goes_on(relay, 
     engine.agents[0].handlers[5001] = handler
     again = await customer.request(5001, [["i", TEXT, "text"], ["t", "again"]])
     assert (await customer.result(again.id))[1].kind == 6001
+
+
+async def test_answers_also_go_to_the_relays_the_customer_names(start_relay, start_engine):
+    home, theirs = await start_relay(), await start_relay()
+    engine = await start_engine([SUMMARIZER], [home.url])
+    customer = Customer(home.url)
+    await customer.start()
+    request = await customer.request(5001, [["i", TEXT, "text"], ["relays", theirs.url, "not a url"]])
+    await customer.result(request.id)
+    watcher = Customer(theirs.url)
+    await watcher.start()
+    for _ in range(50):
+        if await watcher.link.query([{"kinds": [6001], "#e": [request.id]}]):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the result never reached the customer's relay")
+    # The node does not take jobs from a relay a customer named.
+    stray = await watcher.request(5001, [["i", TEXT, "text"], ["t", "stray"]])
+    await asyncio.sleep(0.5)
+    assert await engine.store.get(stray.id) is None
+    await customer.stop()
+    await watcher.stop()
