@@ -175,13 +175,21 @@ def digest(events: Sequence[Event]) -> str:
     return h.hexdigest()
 
 
-def heartbeat_event(agent: Agent, *, interval: int, now: int) -> Event:
-    status = {"status": "online", "kinds": sorted(agent.handlers), "running": agent.running}
-    tags = [
-        ["d", HEARTBEAT_D],
-        ["expiration", str(now + HEARTBEAT_LIFETIMES * interval)],
-        ["a", f"{HANDLER_KIND}:{agent.pubkey}:{handler_d(agent)}"],
-    ]
+def heartbeat_event(agent: Agent, *, interval: int, now: int, online: bool = True) -> Event:
+    """The agent's liveness beat; ``online=False`` is the last one, sent on a clean stop.
+
+    The last beat has no expiration: it stays on the relay saying "offline"
+    until the agent's next start replaces it.
+    """
+    status = {
+        "status": "online" if online else "offline",
+        "kinds": sorted(agent.handlers),
+        "running": agent.running,
+    }
+    tags = [["d", HEARTBEAT_D]]
+    if online:
+        tags.append(["expiration", str(now + HEARTBEAT_LIFETIMES * interval)])
+    tags.append(["a", f"{HANDLER_KIND}:{agent.pubkey}:{handler_d(agent)}"])
     return agent.signer.sign(HEARTBEAT_KIND, orjson.dumps(status).decode(), tags, created_at=now)
 
 

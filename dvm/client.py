@@ -201,7 +201,7 @@ async def discover_agents(link: RelayLink, *, now: float | None = None) -> list[
             [{"kinds": [HEARTBEAT_KIND], "authors": pubkeys[chunk:chunk + 500], "#d": [HEARTBEAT_D]}]
         )
     now = time.time() if now is None else now
-    alive = {b.pubkey for b in beats if (b.expiration or 0) > now}
+    alive = {b.pubkey for b in beats if (b.expiration or 0) > now and '"online"' in b.content}
     return [Listing(i, i.pubkey in alive) for i in sorted(infos, key=lambda i: (i.kinds, i.name))]
 
 

@@ -164,6 +164,7 @@ class Engine:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
+        await self._say_offline()
         for job in self.jobs.values():
             job.stop.set()  # handler threads poll this
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -636,6 +637,21 @@ class Engine:
         await self._publish(None, [event])
         await self.store.forget_announcement(gone.agent)
         log.info("agent %s removed: its announcement is deleted", gone.agent)
+
+    async def _say_offline(self) -> None:
+        """A last heartbeat saying "offline", so customers need not wait for the expiry."""
+        now = int(self.clock())
+        beats = [
+            heartbeat_event(a, interval=self.settings.heartbeat_seconds, now=now, online=False)
+            for a in self.agents
+            if a.handlers
+        ]
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(self.pool.publish(beat, timeout=2.0) for beat in beats)), 3.0
+            )
+        except TimeoutError:
+            log.warning("could not publish the agents' offline heartbeats")
 
     async def _heartbeat(self) -> None:
         interval = self.settings.heartbeat_seconds

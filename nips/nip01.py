@@ -150,6 +150,25 @@ def compute_id(pubkey: str, created_at: int, kind: int, tags: list[list[str]], c
     return EventId(hashlib.sha256(serialize_for_id(pubkey, created_at, kind, tags, content)).hexdigest())
 
 
+def check_fields(pubkey: object, created_at: object, kind: object, tags: object, content: object) -> None:
+    """The types and ranges of the fields an event id is computed from; :class:`InvalidEvent` if wrong.
+
+    Also for unsigned events (a NIP-13 proof-of-work job's input, say).
+    """
+    if not is_hex64(pubkey):
+        raise InvalidEvent("pubkey must be 64 lowercase hex characters")
+    if type(created_at) is not int or not 0 <= created_at <= MAX_TIMESTAMP:
+        raise InvalidEvent("created_at must be a non-negative integer")
+    if type(kind) is not int or not 0 <= kind <= MAX_KIND:
+        raise InvalidEvent(f"kind must be an integer between 0 and {MAX_KIND}")
+    if not isinstance(content, str):
+        raise InvalidEvent("content must be a string")
+    if not isinstance(tags, list) or not all(
+        isinstance(tag, list) and tag and all(isinstance(v, str) for v in tag) for tag in tags
+    ):
+        raise InvalidEvent("tags must be a list of non-empty lists of strings")
+
+
 def parse_event(obj: object) -> Event:
     """Check the shape of a decoded event object and build an :class:`Event`.
 
@@ -168,20 +187,9 @@ def parse_event(obj: object) -> Event:
         raise InvalidEvent("event has unknown fields")
     if not is_hex64(eid):
         raise InvalidEvent("id must be 64 lowercase hex characters")
-    if not is_hex64(pubkey):
-        raise InvalidEvent("pubkey must be 64 lowercase hex characters")
     if not (isinstance(sig, str) and len(sig) == 128 and _HEX.issuperset(sig)):
         raise InvalidEvent("sig must be 128 lowercase hex characters")
-    if type(created_at) is not int or not 0 <= created_at <= MAX_TIMESTAMP:
-        raise InvalidEvent("created_at must be a non-negative integer")
-    if type(kind) is not int or not 0 <= kind <= MAX_KIND:
-        raise InvalidEvent(f"kind must be an integer between 0 and {MAX_KIND}")
-    if not isinstance(content, str):
-        raise InvalidEvent("content must be a string")
-    if not isinstance(tags, list) or not all(
-        isinstance(tag, list) and tag and all(isinstance(v, str) for v in tag) for tag in tags
-    ):
-        raise InvalidEvent("tags must be a list of non-empty lists of strings")
+    check_fields(pubkey, created_at, kind, tags, content)
     try:
         canonical = serialize_for_id(pubkey, created_at, kind, tags, content)
     except TypeError:  # lone surrogates cannot be encoded as UTF-8

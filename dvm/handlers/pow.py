@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 import orjson
 
 from dvm.handlers import HandlerError, JobContext, Output, Settings
-from nips.nip01 import MAX_KIND, MAX_TIMESTAMP, compute_id, is_hex64, serialize_for_id
+from nips.nip01 import InvalidEvent, check_fields, compute_id, serialize_for_id
 from nips.nip90 import JobRequest
 
 DEFAULT_MAX_DIFFICULTY = 20
@@ -87,18 +87,10 @@ def parse_unsigned(text: str) -> UnsignedEvent:
         if name not in obj:
             raise HandlerError(f"the event needs a {name}")
     pubkey, created_at, kind, tags, content = (obj[name] for name in _REQUIRED)
-    if not is_hex64(pubkey):
-        raise HandlerError("the event's pubkey must be 64 lowercase hex characters")
-    if type(created_at) is not int or not 0 <= created_at <= MAX_TIMESTAMP:
-        raise HandlerError("the event's created_at must be a non-negative integer (unix seconds)")
-    if type(kind) is not int or not 0 <= kind <= MAX_KIND:
-        raise HandlerError(f"the event's kind must be an integer between 0 and {MAX_KIND}")
-    if not isinstance(content, str):
-        raise HandlerError("the event's content must be a string")
-    if not isinstance(tags, list) or not all(
-        isinstance(tag, list) and tag and all(isinstance(v, str) for v in tag) for tag in tags
-    ):
-        raise HandlerError("the event's tags must be a list of non-empty lists of strings")
+    try:
+        check_fields(pubkey, created_at, kind, tags, content)
+    except InvalidEvent as exc:
+        raise HandlerError(f"the event's {exc}") from None
     return UnsignedEvent(pubkey, created_at, kind, tags, content)
 
 

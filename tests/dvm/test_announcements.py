@@ -75,3 +75,18 @@ async def test_an_agent_removed_from_the_config_has_its_announcement_deleted(
     assert f"31990:{gone}:{announcement.d_tag}" in deletions[0].tag_values("a")
     # The relay honoured it (NIP-09): the announcement is gone.
     assert not await customer.link.query([{"authors": [gone], "kinds": [31990]}])
+
+
+async def test_a_clean_stop_leaves_an_offline_heartbeat(relay, start_engine, customer):
+    from dvm.client import discover_agents
+
+    engine = await start_engine([SUMMARIZER], [relay.url])
+    pubkey = engine.agents[0].pubkey
+    async with asyncio.timeout(5):
+        while [item.alive for item in await discover_agents(customer.link)] != [True]:
+            await asyncio.sleep(0.05)
+    await start_engine.stop(engine)
+    beat = (await _announced(customer.link, pubkey, (30078,)))[30078]
+    assert orjson.loads(beat.content)["status"] == "offline"
+    assert beat.expiration is None
+    assert [item.alive for item in await discover_agents(customer.link)] == [False]

@@ -85,7 +85,9 @@ def test_input_tag_ignores_values_after_the_marker():
 
 
 def test_inputs_keep_their_order():
-    job = parse_request(request(["i", "one", "text"], ["i", "https://two", "url"], ["i", "one", "text"]))
+    job = parse_request(
+        request(["i", "one", "text"], ["i", "https://two", "url"], ["i", "one", "text"])
+    )
     assert [i.data for i in job.inputs] == ["one", "https://two", "one"]
 
 
@@ -105,7 +107,14 @@ def test_unknown_input_type_is_an_error(input_type):
 @pytest.mark.parametrize("input_type", ["event", "job"])
 @pytest.mark.parametrize(
     "data",
-    ["A" * 64, "a" * 63, "a" * 65, "g" * 64, "", "note1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"],
+    [
+        "A" * 64,
+        "a" * 63,
+        "a" * 65,
+        "g" * 64,
+        "",
+        "note1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq",
+    ],
 )
 def test_event_and_job_inputs_must_be_hex_event_ids(input_type, data):
     with pytest.raises(BadRequest, match=f"{input_type} input must be a hex event id"):
@@ -127,7 +136,12 @@ def test_error_shows_a_long_tag_cut_short():
 
 def test_job_inputs_are_the_ids_of_chained_jobs():
     job = parse_request(
-        request(["i", "hello", "text"], ["i", JOB_ID, "job"], ["i", EVENT_ID, "event"], ["i", EVENT_ID, "job"])
+        request(
+            ["i", "hello", "text"],
+            ["i", JOB_ID, "job"],
+            ["i", EVENT_ID, "event"],
+            ["i", EVENT_ID, "job"],
+        )
     )
     assert job.job_inputs() == [JOB_ID, EVENT_ID]
     assert parse_request(request(["i", "hello", "text"])).job_inputs() == []
@@ -171,12 +185,16 @@ def test_param_without_a_value_is_an_error(tag):
 # --- parse_request: bid, output, p, relays, t --------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "msat"), [("0", 0), ("1000", 1000), ("007", 7), ("9" * 18, 10**18 - 1)])
+@pytest.mark.parametrize(
+    ("text", "msat"), [("0", 0), ("1000", 1000), ("007", 7), ("9" * 18, 10**18 - 1)]
+)
 def test_bid_is_millisats(text, msat):
     assert parse_request(request(["bid", text])).bid_msat == msat
 
 
-@pytest.mark.parametrize("text", ["", "-1", "1.5", "1e3", "0x10", " 100", "100 ", "+5", "1_000", "9" * 19, "ten"])
+@pytest.mark.parametrize(
+    "text", ["", "-1", "1.5", "1e3", "0x10", " 100", "100 ", "+5", "1_000", "9" * 19, "ten"]
+)
 def test_bid_that_is_not_an_amount_is_an_error(text):
     with pytest.raises(BadRequest, match="is not an amount in millisats") as raised:
         parse_request(request(["bid", text]))
@@ -196,16 +214,18 @@ def test_bid_in_superscript_digits_is_a_bad_request():
 @pytest.mark.xfail(
     strict=True,
     reason="nip90._msat checks str.isdigit(): Arabic-Indic or fullwidth digits are read as an "
-    "amount ('١٠٠' -> 100), though no other Nostr client would read them so",
+    "amount ('\u0661\u0660\u0660' -> 100), though no other Nostr client would read them so",
 )
-@pytest.mark.parametrize("text", ["١٠٠", "１００"])
+@pytest.mark.parametrize("text", ["\u0661\u0660\u0660", "\uff11\uff10\uff10"])
 def test_bid_in_non_ascii_digits_is_a_bad_request(text):
     with pytest.raises(BadRequest):
         parse_request(request(["bid", text]))
 
 
 def test_last_bid_and_output_win():
-    job = parse_request(request(["bid", "10"], ["output", "text/plain"], ["bid", "20"], ["output", "text/markdown"]))
+    job = parse_request(
+        request(["bid", "10"], ["output", "text/plain"], ["bid", "20"], ["output", "text/markdown"])
+    )
     assert (job.bid_msat, job.output) == (20, "text/markdown")
 
 
@@ -217,16 +237,25 @@ def test_providers_are_hex_keys_without_repeats():
 
 @pytest.mark.parametrize(
     "value",
-    [PROVIDER.upper(), PROVIDER[:-1], "", "npub1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq"],
+    [
+        PROVIDER.upper(),
+        PROVIDER[:-1],
+        "",
+        "npub1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq",
+    ],
 )
 def test_p_tag_that_is_not_a_hex_key_is_an_error(value):
-    with pytest.raises(BadRequest, match="malformed p tag .*expected a hex public key"):
+    with pytest.raises(BadRequest, match=r"malformed p tag .*expected a hex public key"):
         parse_request(request(["p", value]))
 
 
 def test_relays_come_from_every_relays_tag_without_blanks_or_repeats():
     job = parse_request(
-        request(["relays", "wss://a.example", "", "wss://b.example"], ["relays"], ["relays", "wss://a.example", "wss://c.example"])
+        request(
+            ["relays", "wss://a.example", "", "wss://b.example"],
+            ["relays"],
+            ["relays", "wss://a.example", "wss://c.example"],
+        )
     )
     assert job.relays == ("wss://a.example", "wss://b.example", "wss://c.example")
 
@@ -265,14 +294,18 @@ def test_the_spec_example_request_parses():
 def test_at_most_max_inputs():
     tags = [["i", str(n), "text"] for n in range(MAX_INPUTS)]
     assert len(parse_request(request(*tags)).inputs) == MAX_INPUTS
-    with pytest.raises(BadRequest, match=f"too many inputs: {MAX_INPUTS + 1} \\(at most {MAX_INPUTS}\\)"):
+    with pytest.raises(
+        BadRequest, match=f"too many inputs: {MAX_INPUTS + 1} \\(at most {MAX_INPUTS}\\)"
+    ):
         parse_request(request(*tags, ["i", "one more", "text"]))
 
 
 def test_at_most_max_params():
     tags = [["param", f"k{n}", "v"] for n in range(MAX_PARAMS)]
     assert len(parse_request(request(*tags)).params) == MAX_PARAMS
-    with pytest.raises(BadRequest, match=f"too many params: {MAX_PARAMS + 1} \\(at most {MAX_PARAMS}\\)"):
+    with pytest.raises(
+        BadRequest, match=f"too many params: {MAX_PARAMS + 1} \\(at most {MAX_PARAMS}\\)"
+    ):
         parse_request(request(*tags, ["param", "one", "more"]))
 
 
@@ -391,7 +424,9 @@ def test_feedback_with_info_and_relay_hint():
 
 def test_feedback_amount_with_bolt11():
     job = parse_request(request())
-    assert feedback_tags(job, Status.PAYMENT_REQUIRED, amount_msat=21000, bolt11="lnbc210n1xyz") == [
+    assert feedback_tags(
+        job, Status.PAYMENT_REQUIRED, amount_msat=21000, bolt11="lnbc210n1xyz"
+    ) == [
         ["status", "payment-required"],
         ["amount", "21000", "lnbc210n1xyz"],
         ["e", job.id],
@@ -429,7 +464,9 @@ def test_feedback_statuses_are_the_specs():
 
 def test_feedback_event_reads_back():
     job = parse_request(request())
-    event = make_event(kind=7000, tags=feedback_tags(job, Status.ERROR, "no GPU", relay_hint="wss://r"))
+    event = make_event(
+        kind=7000, tags=feedback_tags(job, Status.ERROR, "no GPU", relay_hint="wss://r")
+    )
     assert feedback_status(event) == ("error", "no GPU")
     assert request_of(event) == job.id
 
@@ -438,7 +475,11 @@ def test_feedback_event_reads_back():
 
 
 def test_result_tags_carry_the_request_json_e_inputs_and_p():
-    event = request(["i", "hello", "text"], ["i", EVENT_ID, "event", "wss://r", "source"], ["param", "lang", "es"])
+    event = request(
+        ["i", "hello", "text"],
+        ["i", EVENT_ID, "event", "wss://r", "source"],
+        ["param", "lang", "es"],
+    )
     job = parse_request(event)
     tags = result_tags(job)
     assert tags == [
@@ -455,7 +496,9 @@ def test_result_tags_carry_the_request_json_e_inputs_and_p():
 
 def test_result_tags_with_amount_bolt11_and_relay_hint():
     job = parse_request(request())
-    assert result_tags(job, amount_msat=5000, bolt11="lnbc50n1xyz", relay_hint="wss://relay.example") == [
+    assert result_tags(
+        job, amount_msat=5000, bolt11="lnbc50n1xyz", relay_hint="wss://relay.example"
+    ) == [
         ["request", job.event.raw],
         ["e", job.id, "wss://relay.example"],
         ["p", job.customer],
