@@ -267,3 +267,22 @@ async def test_answers_also_go_to_the_relays_the_customer_names(start_relay, sta
     assert await engine.store.get(stray.id) is None
     await customer.stop()
     await watcher.stop()
+
+
+async def test_text_generation_streams_partial_feedback_then_the_result(relay, start_engine, customer):
+    from tests.fakes.openai_server import FakeOpenAI
+
+    async with FakeOpenAI(chunk_delay=0.15) as fake:
+        writer = AgentConfig(
+            "writer", kinds=(5050,), settings={"textgen": {"endpoint": fake.base_url, "model": "fake-model"}}
+        )
+        engine = await start_engine([writer], [relay.url])
+        assert 5050 in engine.agents[0].handlers
+        words = "one two three four five six seven eight nine ten eleven twelve"
+        request = await customer.request(5050, [["i", words, "text"]])
+        answers, result = await customer.result(request.id, timeout=15)
+    assert result.kind == 6050
+    assert result.content.split() == list(reversed(words.split()))  # the fake reverses the prompt
+    partial = [e for e in answers if status(e) == "partial"]
+    assert partial, "a generation of ~2 s reports progress"
+    assert all(e.content and e.content in result.content for e in partial)
