@@ -24,7 +24,7 @@ from dvm.encryption import decrypt, encrypt
 from nips import auction
 from nips.nip01 import Event, Signer, is_hex64
 from nips.nip89 import HANDLER_KIND, HandlerInfo, parse_handler
-from nips.nip90 import FEEDBACK_KIND, feedback_status, parse_request, result_kind
+from nips.nip90 import FEEDBACK_KIND, feedback_status, is_encrypted, parse_request, result_kind
 from node.links import RelayLink
 
 
@@ -72,6 +72,8 @@ def build_request(spec: JobSpec, signer: Signer, now: int) -> Event:
     if spec.encrypt:
         if not spec.to:
             raise ValueError("--encrypt needs --to: params are encrypted to one provider")
+        if spec.auction_seconds is not None:
+            raise ValueError("an auction cannot be encrypted: every bidder must read its terms")
         content = encrypt(signer, spec.to, orjson.dumps(private).decode(), "nip04")
         return signer.sign(spec.kind, content, [*public, ["encrypted"]], created_at=now)
     return signer.sign(spec.kind, "", private + public, created_at=now)
@@ -101,10 +103,10 @@ async def submit(
     started = time.monotonic()
     answers: asyncio.Queue[Event] = asyncio.Queue()
     request = build_request(spec, signer, int(time.time()))
+    awarder = Awarder(link, signer, request) if spec.auction_seconds else None
     sub = f"job-{request.id[:16]}"
     kinds = [FEEDBACK_KIND, result_kind(spec.kind), auction.COMMIT_KIND, auction.REVEAL_KIND]
     link.subscribe(sub, [{"kinds": kinds, "#e": [request.id]}], lambda e, _: answers.put_nowait(e))
-    awarder = Awarder(link, signer, request) if spec.auction_seconds else None
     try:
         ok, message = await link.publish(request)
         if not ok:
@@ -231,11 +233,11 @@ def audit_job(request: Event, events: Sequence[Event]) -> dict[str, Any]:
             if event.kind != result_kind(request.kind):
                 problems.append(f"{event.id}: result kind {event.kind} does not answer kind {request.kind}")
             embedded = event.first_tag_value("request")
-            if embedded is not None and orjson.loads(embedded).get("id") != request.id:
-                problems.append(f"{event.id}: its request tag holds another request")
+            if embedded is not None and _embedded_id(embedded) != request.id:
+                problems.append(f"{event.id}: its request tag does not hold the request")
     verdict: dict[str, Any] = {"request": request.id, "valid": not problems, "winner": None,
                                "price_msat": None, "problems": problems, "notes": []}
-    if auction.auction_terms(parse_request(request)) is not None:
+    if not is_encrypted(request) and _opens_auction(request):
         decided = auction.audit(request, events).to_json_dict()
         verdict.update(decided)
         verdict["problems"] = problems + decided["problems"]
@@ -243,3 +245,18 @@ def audit_job(request: Event, events: Sequence[Event]) -> dict[str, Any]:
     results = [e for e in answers if 6000 <= e.kind <= 6999]
     verdict["results"] = [{"id": e.id, "agent": e.pubkey} for e in results]
     return verdict
+
+
+def _embedded_id(text: str) -> object:
+    try:
+        embedded = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return embedded.get("id") if isinstance(embedded, dict) else None
+
+
+def _opens_auction(request: Event) -> bool:
+    """Whether the request asks for an auction (a malformed one still counts, for the audit)."""
+    return request.first_tag_value("param") is not None and any(
+        tag[:3] == ["param", "auction", auction.AUCTION_TYPE] for tag in request.tags
+    )

@@ -132,6 +132,7 @@ class Engine:
         self._bidding: Bidding | None = None
         self._replies = RelayPool([])  # customers' relays (NIP-90 `relays` tag)
         self._sent: list[str] = []  # published, not yet marked sent in the store
+        self._last_beat = 0  # created_at of the last online heartbeat
         self._flushing: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------
@@ -640,7 +641,8 @@ class Engine:
 
     async def _say_offline(self) -> None:
         """A last heartbeat saying "offline", so customers need not wait for the expiry."""
-        now = int(self.clock())
+        # Later than the last online beat: with equal created_at the lower id would win.
+        now = max(int(self.clock()), self._last_beat + 1)
         beats = [
             heartbeat_event(a, interval=self.settings.heartbeat_seconds, now=now, online=False)
             for a in self.agents
@@ -656,7 +658,7 @@ class Engine:
     async def _heartbeat(self) -> None:
         interval = self.settings.heartbeat_seconds
         while True:
-            now = int(self.clock())
+            now = self._last_beat = int(self.clock())
             beats = [heartbeat_event(a, interval=interval, now=now) for a in self.agents if a.handlers]
             for beat in beats:
                 await self.pool.publish(beat)

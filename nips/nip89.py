@@ -19,6 +19,7 @@ the caller's.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import orjson
@@ -29,6 +30,7 @@ from nips.nip90 import is_request_kind
 HANDLER_KIND = 31990
 RECOMMENDATION_KIND = 31989
 TIMMY_TAG = "timmy"
+_KIND = re.compile(r"[1-9][0-9]{0,4}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +89,9 @@ def parse_handler(event: Event) -> HandlerInfo | None:
     """
     if event.kind != HANDLER_KIND:
         return None
-    kinds = tuple(
-        sorted({int(k) for k in event.tag_values("k") if k.isdigit() and is_request_kind(int(k))})
-    )
+    # ASCII digits only: str.isdigit() also takes superscripts, which int() refuses.
+    numbers = [int(k) for k in event.tag_values("k") if _KIND.fullmatch(k)]
+    kinds = tuple(sorted({k for k in numbers if is_request_kind(k)}))
     if not kinds:
         return None
     try:

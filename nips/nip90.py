@@ -13,6 +13,7 @@ build the tags of the provider's answers exactly as the spec lists them.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 
 import orjson
@@ -25,6 +26,7 @@ RESULT_OFFSET = 1000
 INPUT_TYPES = ("text", "url", "event", "job")
 MAX_INPUTS = 32
 MAX_PARAMS = 64
+_MSAT = re.compile(r"[0-9]{1,18}")
 
 
 class BadRequest(ValueError):
@@ -151,13 +153,15 @@ def parse_request(event: Event, private_tags: list[list[str]] | None = None) -> 
             if len(tag) < 3:
                 raise BadRequest(f"malformed param tag {_show(tag)}: expected [param, name, value]")
             params.append((tag[1], tag[2]))
-        elif name == "output" and len(tag) >= 2:
+        elif name in ("output", "bid", "p") and len(tag) < 2:
+            raise BadRequest(f"malformed {name} tag {_show(tag)}: it has no value")
+        elif name == "output":
             output = tag[1]
-        elif name == "bid" and len(tag) >= 2:
+        elif name == "bid":
             bid = _msat(tag[1], "bid")
         elif name == "relays":
             relays.extend(url for url in tag[1:] if url)
-        elif name == "p" and len(tag) >= 2:
+        elif name == "p":
             if not is_hex64(tag[1]):
                 raise BadRequest(f"malformed p tag {_show(tag)}: expected a hex public key")
             providers.append(tag[1])
@@ -196,7 +200,8 @@ def _input(tag: list[str]) -> JobInput:
 
 
 def _msat(text: str, what: str) -> int:
-    if not text.isdigit() or len(text) > 18:
+    # ASCII digits only: str.isdigit() also takes superscripts and other scripts' digits.
+    if not _MSAT.fullmatch(text):
         raise BadRequest(f"{what} {text!r} is not an amount in millisats")
     return int(text)
 

@@ -449,6 +449,8 @@ def cmd_job_submit(args: argparse.Namespace) -> int:
     )
     if spec.encrypt and not spec.to:
         raise CliError("--encrypt needs --to: params are encrypted to one provider")
+    if spec.encrypt and spec.auction_seconds:
+        raise CliError("--encrypt and --auction do not mix: every bidder must read the terms")
     signer = Signer(os.urandom(32))  # a fresh customer identity per job
 
     def show(line: str) -> None:

@@ -201,21 +201,11 @@ def test_bid_that_is_not_an_amount_is_an_error(text):
     assert str(raised.value).startswith(f"bid {text!r}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nip90._msat checks str.isdigit(), which is true for '²': int('²') then raises a plain "
-    "ValueError, not BadRequest, so the customer gets no 7000 error with a reason",
-)
 def test_bid_in_superscript_digits_is_a_bad_request():
     with pytest.raises(BadRequest):
         parse_request(request(["bid", "²"]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nip90._msat checks str.isdigit(): Arabic-Indic or fullwidth digits are read as an "
-    "amount ('\u0661\u0660\u0660' -> 100), though no other Nostr client would read them so",
-)
 @pytest.mark.parametrize("text", ["\u0661\u0660\u0660", "\uff11\uff10\uff10"])
 def test_bid_in_non_ascii_digits_is_a_bad_request(text):
     with pytest.raises(BadRequest):
