@@ -29,7 +29,11 @@ Settings (an agent's ``settings.pow`` in node.toml):
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
 import hashlib
+import multiprocessing
+import os
 import threading
 from dataclasses import dataclass, replace
 
@@ -42,6 +46,7 @@ from nips.nip90 import JobRequest
 DEFAULT_MAX_DIFFICULTY = 20
 # Attempts between looks at the stop flag: ~10 ms of work.
 STOP_CHECK_EVERY = 10_000
+CHUNK = 100_000  # attempts per call to a worker process: ~0.1 s
 _REQUIRED = ("pubkey", "created_at", "kind", "tags", "content")
 _DROPPED = ("id", "sig")
 
@@ -116,27 +121,70 @@ def with_nonce(event: UnsignedEvent, counter: str, target: int) -> UnsignedEvent
     return replace(event, tags=tags)
 
 
-def mine(event: UnsignedEvent, target: int, stop: threading.Event) -> UnsignedEvent:
-    """``event`` with a nonce that gives its id ``target`` leading zero bits.
+def search(prefix: bytes, suffix: bytes, target: int, start: int, count: int) -> int | None:
+    """The first counter in ``[start, start + count)`` whose id has ``target`` zero bits.
 
-    Blocking; raises :class:`HandlerError` soon after ``stop`` is set.
+    A pure function of bytes and ints, so it can run in another process.
     """
-    if target == 0:
-        return with_nonce(event, "0", 0)
-    prefix, suffix = _split_at_counter(event, target)
     head = hashlib.sha256(prefix)
     # The id has `target` leading zero bits exactly when, read as a big-endian
     # number, it is below 2**(256 - target); equal-length bytes compare that way.
     bound = (1 << (256 - target)).to_bytes(32, "big")
+    for counter in range(start, start + count):
+        h = head.copy()
+        h.update(b"%d%s" % (counter, suffix))
+        if h.digest() < bound:
+            return counter
+    return None
+
+
+def mine(event: UnsignedEvent, target: int, stop: threading.Event) -> UnsignedEvent:
+    """``event`` with a nonce that gives its id ``target`` leading zero bits.
+
+    Blocking, in this process; raises :class:`HandlerError` soon after ``stop`` is set.
+    """
+    if target == 0:
+        return with_nonce(event, "0", 0)
+    prefix, suffix = _split_at_counter(event, target)
     start = 0
     while not stop.is_set():
-        for counter in range(start, start + STOP_CHECK_EVERY):
-            h = head.copy()
-            h.update(b"%d%s" % (counter, suffix))
-            if h.digest() < bound:
-                return with_nonce(event, str(counter), target)
+        found = search(prefix, suffix, target, start, STOP_CHECK_EVERY)
+        if found is not None:
+            return with_nonce(event, str(found), target)
         start += STOP_CHECK_EVERY
     raise HandlerError(f"stopped after {start} attempts: the job was cancelled or timed out")
+
+
+async def mine_elsewhere(event: UnsignedEvent, target: int, stop: threading.Event) -> UnsignedEvent:
+    """:func:`mine` in worker processes, a chunk at a time.
+
+    Hashing in Python holds the GIL: in a thread it would starve the relay and
+    the engine sharing this process. Between chunks ``stop`` is checked, so a
+    cancelled job costs at most one more chunk.
+    """
+    prefix, suffix = _split_at_counter(event, target)
+    loop = asyncio.get_running_loop()
+    start = 0
+    while not stop.is_set():
+        found = await loop.run_in_executor(_workers(), search, prefix, suffix, target, start, CHUNK)
+        if found is not None:
+            return with_nonce(event, str(found), target)
+        start += CHUNK
+    raise HandlerError(f"stopped after {start} attempts: the job was cancelled or timed out")
+
+
+_pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+
+def _workers() -> concurrent.futures.ProcessPoolExecutor:
+    """One pool of mining processes for the node, started on first use."""
+    global _pool
+    if _pool is None:
+        # forkserver: forking a process that runs threads and an event loop is unsafe.
+        context = multiprocessing.get_context("forkserver")
+        _pool = concurrent.futures.ProcessPoolExecutor(os.cpu_count() or 2, mp_context=context)
+        atexit.register(_pool.shutdown, wait=False, cancel_futures=True)
+    return _pool
 
 
 def _split_at_counter(event: UnsignedEvent, target: int) -> tuple[bytes, bytes]:
@@ -185,10 +233,12 @@ class EventPow:
         if len(ctx.texts) != 1:
             raise HandlerError("send exactly one text input: the unsigned event as JSON")
         event = parse_unsigned(ctx.texts[0])
+        if target == 0:
+            return Output(with_nonce(event, "0", 0).to_json(), "application/json")
         try:
-            mined = await asyncio.to_thread(mine, event, target, ctx.stop)
+            mined = await mine_elsewhere(event, target, ctx.stop)
         except asyncio.CancelledError:
-            ctx.stop.set()  # the thread cannot be cancelled; tell it to give up
+            ctx.stop.set()
             raise
         return Output(mined.to_json(), "application/json")
 
