@@ -106,6 +106,7 @@ class Engine:
         *,
         settings: EngineSettings,
         home_relay: str,
+        public_relay: str = "",
         node_pubkey: str,
         federation_relays: Sequence[str] = (),
         retired_signers: Mapping[str, Signer] | None = None,
@@ -116,7 +117,8 @@ class Engine:
         self.store = store
         self.pool = pool
         self.settings = settings
-        self.home_relay = home_relay
+        self.home_relay = home_relay  # how this node reaches its relay
+        self.public_relay = public_relay or home_relay  # how others do: hints, announcements
         self.node_pubkey = node_pubkey
         self.federation_relays = tuple(federation_relays)
         # Keys of agents that left the config, to delete their announcements.
@@ -470,13 +472,13 @@ class Engine:
         assert agent is not None and request is not None
         if request.encrypted and content and job.scheme is not None:
             content = encrypt(agent.signer, request.customer, content, job.scheme)
-        tags = feedback_tags(request, status, info, amount_msat=amount_msat, relay_hint=self.home_relay)
+        tags = feedback_tags(request, status, info, amount_msat=amount_msat, relay_hint=self.public_relay)
         return agent.signer.sign(FEEDBACK_KIND, content, tags, created_at=int(self.clock()))
 
     def _bare_error(self, job: Job, info: str) -> Event:
         """A 7000 error for a request too broken to parse: only its id and author are known."""
         assert job.agent is not None
-        tags = [["status", "error", info], ["e", job.id, self.home_relay], ["p", job.event.pubkey]]
+        tags = [["status", "error", info], ["e", job.id, self.public_relay], ["p", job.event.pubkey]]
         return job.agent.signer.sign(FEEDBACK_KIND, "", tags, created_at=int(self.clock()))
 
     def _result_event(self, job: Job, output: Output) -> Event:
@@ -485,7 +487,7 @@ class Engine:
         content = output.content
         if request.encrypted and job.scheme is not None:
             content = encrypt(agent.signer, request.customer, content, job.scheme)
-        tags = result_tags(request, amount_msat=job.price_msat, relay_hint=self.home_relay)
+        tags = result_tags(request, amount_msat=job.price_msat, relay_hint=self.public_relay)
         return agent.signer.sign(result_kind(request.kind), content, tags, created_at=int(self.clock()))
 
     async def _publish(self, job: Job | None, events: Sequence[Event]) -> None:
@@ -604,7 +606,7 @@ class Engine:
     # --- announcements ---------------------------------------------------------
 
     def relays(self) -> list[str]:
-        return [self.home_relay, *self.federation_relays]
+        return [self.public_relay, *self.federation_relays]
 
     async def _announce_agents(self) -> None:
         """Publish each agent's profile, relay list and handler; retract removed agents."""

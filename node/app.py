@@ -181,6 +181,7 @@ class EnginePart:
             self.links.pool,
             settings=self.config.engine,
             home_relay=self.links.home_url,
+            public_relay=self.config.relay.public_url,
             node_pubkey=self.node_signer.pubkey,
             federation_relays=self.config.federation.relays,
             retired_signers={n: s for n, s in self.signers.items() if n not in configured},
