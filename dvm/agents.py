@@ -132,15 +132,30 @@ def local_auction(agents: Sequence[Agent], request: JobRequest) -> LocalAward | 
 
 
 def announcement_events(
-    agent: Agent, *, node_pubkey: str, relays: Sequence[str], nip05: str, now: int
+    agent: Agent,
+    *,
+    node_pubkey: str,
+    relays: Sequence[str],
+    nip05: str = "",
+    lud16: str = "",
+    bolt12: str = "",
+    now: int,
 ) -> list[Event]:
-    """Profile, relay list and handler announcement, signed by the agent."""
+    """Profile, relay list and handler announcement, signed by the agent.
+
+    The profile carries ``lud16`` (NIP-57 zaps) and, without a standard field
+    for it, the agent's BOLT12 offer as ``bolt12``.
+    """
     cfg = agent.config
     profile: dict[str, str] = {"name": cfg.name, "about": cfg.about}
     if cfg.picture:
         profile["picture"] = cfg.picture
     if nip05:
         profile["nip05"] = nip05
+    if lud16:
+        profile["lud16"] = lud16
+    if bolt12:
+        profile["bolt12"] = bolt12
     info = HandlerInfo(
         pubkey=agent.pubkey,
         d=handler_d(agent),
@@ -153,6 +168,7 @@ def announcement_events(
         node=node_pubkey,
         price_msat=cfg.price_msat,
         price_per_kb_msat=cfg.price_per_kb_msat,
+        bolt12=bolt12,
     )
     sign = agent.signer.sign
     return [

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +91,9 @@ class Outcome:
     award: Event | None = None
 
 
+Pay = Callable[[str, int], Awaitable[None]]  # (bolt11, amount msat)
+
+
 async def submit(
     link: RelayLink,
     spec: JobSpec,
@@ -98,8 +101,13 @@ async def submit(
     *,
     timeout: float = 60.0,
     progress: Progress = lambda line: None,
+    pay: Pay | None = None,
 ) -> Outcome:
-    """Publish a request, follow it to its result; :class:`JobFailed` on an error answer."""
+    """Publish a request, follow it to its result; :class:`JobFailed` on an error answer.
+
+    With ``pay``, a ``payment-required`` answer carrying an invoice is paid
+    through it (once) and the job followed on; without, it ends the wait.
+    """
     started = time.monotonic()
     answers: asyncio.Queue[Event] = asyncio.Queue()
     request = build_request(spec, signer, int(time.time()))
@@ -116,6 +124,7 @@ async def submit(
             if awarder is not None:
                 awarder.start()
             feedback: list[Event] = []
+            paid = False
             while True:
                 event = await answers.get()
                 if awarder is not None and event.kind in (auction.COMMIT_KIND, auction.REVEAL_KIND):
@@ -131,7 +140,12 @@ async def submit(
                     if status == "error":
                         raise JobFailed(f"{event.pubkey[:12]}: {info or 'error'}")
                     if status == "payment-required":
-                        raise JobFailed(f"payment required: {amount} msat (paying lands with the wallet)")
+                        bolt11 = _invoice_of(event)
+                        if pay is None or not bolt11 or paid:
+                            raise JobFailed(f"payment required: {amount} msat" + (f" ({bolt11})" if bolt11 else ""))
+                        paid = True
+                        await pay(bolt11, int(amount or 0))
+                        progress(f"{stamp} paid {amount} msat")
                     continue
                 content = event.content
                 if any(tag[:1] == ["encrypted"] for tag in event.tags):
@@ -182,6 +196,14 @@ class Awarder:
         self.award = award
         await self.link.publish(award)
         self.published_at = time.time()
+
+
+def _invoice_of(event: Event) -> str:
+    """The BOLT11 invoice of an ``["amount", msat, bolt11]`` tag, or ""."""
+    for tag in event.tags:
+        if len(tag) >= 3 and tag[0] == "amount":
+            return tag[2]
+    return ""
 
 
 # --- discovery ---------------------------------------------------------------------

@@ -38,6 +38,7 @@ from dvm.agents import (
     local_auction,
     retraction_event,
 )
+from dvm.billing import Billing
 from dvm.encryption import DecryptionFailed, Scheme, decrypt, encrypt
 from dvm.handlers import HandlerError, JobContext, Output
 from dvm.jobs import ANNOUNCES, State, Step, advance
@@ -62,6 +63,7 @@ from node.links import RelayPool
 
 if TYPE_CHECKING:
     from dvm.bidding import Bidding
+    from node.wallet import Wallet
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,7 @@ class Engine:
         node_pubkey: str,
         federation_relays: Sequence[str] = (),
         retired_signers: Mapping[str, Signer] | None = None,
+        wallet: Wallet | None = None,
         metrics: JobMetrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -132,6 +135,7 @@ class Engine:
         self._waiting: dict[str, set[str]] = {}  # input job id -> ids of jobs chained on it
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bidding: Bidding | None = None
+        self.billing = Billing(self, wallet)
         self._replies = RelayPool([])  # customers' relays (NIP-90 `relays` tag)
         self._sent: list[str] = []  # published, not yet marked sent in the store
         self._last_beat = 0  # created_at of the last online heartbeat
@@ -148,6 +152,7 @@ class Engine:
         self.pool.subscribe("jobs", self._request_filters(since), self._on_request)
         self.pool.subscribe("cancel", [{"kinds": [5], "since": int(self.clock())}], self._on_deletion)
         self._bidding.subscribe(since)
+        await self.billing.start()
         await self._resume()
         self._spawn(self._announce_agents())
         self._spawn(self._heartbeat())
@@ -301,9 +306,11 @@ class Engine:
             self._watch_inputs()
             return
         if job.price_msat > 0:
-            # Payments land with the wallet (issue 4); until then the job waits here.
-            await self._move(job, Step.CHARGE, amount_msat=job.price_msat)
+            await self.billing.charge(job)  # the job runs once paid: Billing.settled
             return
+        self.run(job)
+
+    def run(self, job: Job) -> None:
         job.task = self._spawn(self._execute(job))
 
     # --- running ------------------------------------------------------------------
@@ -415,13 +422,14 @@ class Engine:
             job.task.cancel()
         if job.state in (State.RECEIVED, State.DECLINED) or job.agent is None or job.request is None:
             return
-        await self._move(job, Step.CANCEL, info="cancelled by the customer")
+        await self._move(job, Step.CANCEL, info="cancelled by the customer", money={"refund_owed": True})
 
     # --- state changes and announcements ------------------------------------------
 
     async def _fail(self, job: Job, reason: str) -> None:
         log.info("job %s failed: %s", job.id[:12], reason)
-        await self._move(job, Step.FAIL, info=reason)
+        # A job that was paid for and fails owes the customer a refund.
+        await self._move(job, Step.FAIL, info=reason, money={"refund_owed": True})
 
     async def _move(
         self,
@@ -430,19 +438,27 @@ class Engine:
         *,
         info: str = "",
         amount_msat: int | None = None,
+        bolt11: str = "",
+        feedback_extra: Sequence[list[str]] = (),
         extra: Sequence[Event] = (),
+        money: Mapping[str, Any] | None = None,
     ) -> bool:
         """Persist a transition with its announcements, then publish them.
 
         False when the job moved on meanwhile (a cancellation raced a result);
-        nothing is announced then.
+        nothing is announced then. ``money`` goes to ``JobStore.transition``
+        (a quote, a settlement, a refund flag), in the same transaction.
         """
         old = job.state
         new = advance(old, step)
         events = list(extra)
         status = ANNOUNCES.get(new)
         if status is not None and job.agent is not None and job.request is not None:
-            events.append(self._feedback(job, status, info, amount_msat=amount_msat))
+            events.append(
+                self._feedback(
+                    job, status, info, amount_msat=amount_msat, bolt11=bolt11, extra=list(feedback_extra)
+                )
+            )
         elif status is not None and job.agent is not None:
             events.append(self._bare_error(job, info))
         try:
@@ -454,6 +470,7 @@ class Engine:
                 price_msat=job.price_msat if job.agent else None,
                 reason=info or None,
                 outbox=events,
+                **(money or {}),
             )
         except StaleState:
             return False
@@ -466,13 +483,24 @@ class Engine:
         return True
 
     def _feedback(
-        self, job: Job, status: Status, info: str, *, amount_msat: int | None = None, content: str = ""
+        self,
+        job: Job,
+        status: Status,
+        info: str,
+        *,
+        amount_msat: int | None = None,
+        bolt11: str = "",
+        extra: list[list[str]] | None = None,
+        content: str = "",
     ) -> Event:
         agent, request = job.agent, job.request
         assert agent is not None and request is not None
         if request.encrypted and content and job.scheme is not None:
             content = encrypt(agent.signer, request.customer, content, job.scheme)
-        tags = feedback_tags(request, status, info, amount_msat=amount_msat, relay_hint=self.public_relay)
+        tags = feedback_tags(
+            request, status, info, amount_msat=amount_msat, bolt11=bolt11, relay_hint=self.public_relay,
+            extra=extra,
+        )
         return agent.signer.sign(FEEDBACK_KIND, content, tags, created_at=int(self.clock()))
 
     def _bare_error(self, job: Job, info: str) -> Event:
@@ -579,7 +607,8 @@ class Engine:
         elif record.state is State.BIDDING:
             assert self._bidding is not None
             await self._bidding.resume(job)
-        # payment_required: waits for the wallet (issue 4) or expiry.
+        elif record.state is State.PAYMENT_REQUIRED:
+            await self.billing.resume(job)  # paid while we were down?
 
     async def _publish_raw(self, raws: Iterable[str]) -> None:
         events = [parse_event(orjson.loads(raw)) for raw in raws]
@@ -601,7 +630,11 @@ class Engine:
             for job in list(self.jobs.values()):
                 waiting = job.state in (State.PAYMENT_REQUIRED, State.WAITING_INPUT)
                 if waiting and job.record.updated_at < limit:
-                    await self._move(job, Step.EXPIRE, info="expired: waited too long")
+                    if job.state is State.PAYMENT_REQUIRED:
+                        info = f"expired: not paid within {self.settings.wait_limit_seconds} s"
+                    else:
+                        info = f"expired: input not ready within {self.settings.wait_limit_seconds} s"
+                    await self._move(job, Step.EXPIRE, info=info, money={"expire": True})
 
     # --- announcements ---------------------------------------------------------
 
@@ -616,7 +649,12 @@ class Engine:
             if not agent.handlers:  # nothing to offer (e.g. no endpoint configured): not announced
                 continue
             events = announcement_events(
-                agent, node_pubkey=self.node_pubkey, relays=self.relays(), nip05="", now=now
+                agent,
+                node_pubkey=self.node_pubkey,
+                relays=self.relays(),
+                nip05="",
+                bolt12=self.billing.offers.get(agent.name, ""),
+                now=now,
             )
             d = digest(events)
             previous = known.pop(agent.name, None)

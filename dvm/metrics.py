@@ -24,6 +24,11 @@ class JobMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.invoices = Counter("dvm_invoices", "Invoices quoted for jobs, by agent", ["agent"], registry=r)
+        self.invoiced_msat = Counter(
+            "dvm_invoiced_msat", "Millisats quoted for jobs, by agent", ["agent"], registry=r
+        )
+        self.paid_msat = Counter("dvm_paid_msat", "Millisats received for jobs, by agent", ["agent"], registry=r)
         self.auctions = Counter(
             "dvm_auctions", "Federated auctions entered, by outcome", ["outcome"], registry=r
         )
@@ -38,3 +43,10 @@ class JobMetrics:
 
     def auction(self, outcome: str) -> None:
         self.auctions.labels(outcome=outcome).inc()
+
+    def invoice(self, agent: str, msat: int) -> None:
+        self.invoices.labels(agent=agent).inc()
+        self.invoiced_msat.labels(agent=agent).inc(msat)
+
+    def paid(self, agent: str, msat: int) -> None:
+        self.paid_msat.labels(agent=agent).inc(msat)

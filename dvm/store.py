@@ -74,6 +74,24 @@ SCHEMA = [
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # version 2: the ledger. One row per invoice a job was quoted (or payment
+    # that reached it another way); `state` moves pending -> paid ->
+    # (refund_owed -> refunded), or pending -> expired.
+    """
+    CREATE TABLE payments (
+        payment_hash  TEXT PRIMARY KEY,
+        job_id        TEXT NOT NULL,
+        agent         TEXT NOT NULL,
+        amount_msat   INTEGER NOT NULL,   -- the price quoted
+        received_msat INTEGER NOT NULL DEFAULT 0,
+        bolt11        TEXT NOT NULL DEFAULT '',
+        source        TEXT NOT NULL DEFAULT 'invoice',  -- invoice, offer, zap
+        state         TEXT NOT NULL DEFAULT 'pending',
+        created_at    INTEGER NOT NULL,
+        settled_at    INTEGER
+    );
+    CREATE INDEX payments_job ON payments(job_id);
+    """,
 ]
 
 
@@ -108,6 +126,20 @@ class Announcement:
     d: str
     event_id: str
     digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    payment_hash: str
+    job_id: str
+    agent: str
+    amount_msat: int
+    received_msat: int
+    bolt11: str
+    source: str
+    state: str
+    created_at: int
+    settled_at: int | None
 
 
 class StaleState(Exception):
@@ -168,11 +200,19 @@ class JobStore:
         price_msat: int | None = None,
         reason: str | None = None,
         outbox: Sequence[Event] = (),
+        payment: PaymentRecord | None = None,
+        settle: tuple[str, int] | None = None,
+        refund_owed: bool = False,
+        expire: bool = False,
     ) -> None:
         """Move a job from ``expected`` to ``new`` and store its announcements, atomically.
 
         Raises :class:`StaleState` (and writes nothing) if the job is not in
         ``expected``: another path (a cancellation, an award) got there first.
+        Money moves with the state, in the same transaction: ``payment`` records
+        a new quote, ``settle`` = (payment hash, msat received) marks it paid,
+        ``refund_owed`` flags the job's paid payments for a refund, ``expire``
+        its pending quotes as expired.
         """
 
         def op(db: sqlite3.Connection) -> None:
@@ -191,8 +231,68 @@ class JobStore:
                 "INSERT OR IGNORE INTO outbox (event_id, job_id, event) VALUES (?, ?, ?)",
                 [(event.id, job_id, event.raw) for event in outbox],
             )
+            if payment is not None:
+                _insert_payment(db, payment)
+            if settle is not None:
+                cur = db.execute(
+                    "UPDATE payments SET state = 'paid', received_msat = ?, settled_at = ?"
+                    " WHERE payment_hash = ? AND state = 'pending'",
+                    (settle[1], int(time.time()), settle[0]),
+                )
+                if cur.rowcount != 1:
+                    raise StaleState(f"payment {settle[0][:12]} is not pending")
+            if refund_owed:
+                db.execute(
+                    "UPDATE payments SET state = 'refund_owed' WHERE job_id = ? AND state = 'paid'",
+                    (job_id,),
+                )
+            if expire:
+                db.execute(
+                    "UPDATE payments SET state = 'expired' WHERE job_id = ? AND state = 'pending'", (job_id,)
+                )
 
         await self._call(op)
+
+    # --- the ledger ------------------------------------------------------------
+
+    async def add_payment(self, payment: PaymentRecord) -> None:
+        """Record money that reached a job outside its quote (an offer, a late payment)."""
+        await self._call(lambda db: _insert_payment(db, payment))
+
+    async def payment(self, payment_hash: str) -> PaymentRecord | None:
+        rows = await self._call(
+            lambda db: db.execute(f"{_SELECT_PAYMENT} WHERE payment_hash = ?", (payment_hash,)).fetchall()
+        )
+        return PaymentRecord(*rows[0]) if rows else None
+
+    async def payments_of(self, job_id: str) -> list[PaymentRecord]:
+        rows = await self._call(
+            lambda db: db.execute(f"{_SELECT_PAYMENT} WHERE job_id = ? ORDER BY created_at", (job_id,)).fetchall()
+        )
+        return [PaymentRecord(*row) for row in rows]
+
+    async def set_payment_state(self, payment_hash: str, state: str, *, received_msat: int | None = None) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE payments SET state = ?, received_msat = coalesce(?, received_msat),"
+                " settled_at = coalesce(settled_at, ?) WHERE payment_hash = ?",
+                (state, received_msat, int(time.time()) if received_msat is not None else None, payment_hash),
+            )
+
+        await self._call(op)
+
+    async def ledger(self) -> dict[str, dict[str, int]]:
+        """msat by agent and payment state (pending, paid, refund_owed, refunded, expired)."""
+        rows = await self._call(
+            lambda db: db.execute(
+                "SELECT agent, state, sum(CASE WHEN received_msat > 0 THEN received_msat ELSE amount_msat END)"
+                " FROM payments GROUP BY agent, state"
+            ).fetchall()
+        )
+        ledger: dict[str, dict[str, int]] = {}
+        for agent, state, total in rows:
+            ledger.setdefault(agent, {})[state] = total
+        return ledger
 
     async def add_outbox(self, job_id: str, events: Sequence[Event]) -> None:
         """Store announcements that change no state (partial feedback, reveals)."""
@@ -344,6 +444,21 @@ class JobStore:
         assert self._loop is not None
         for future, value, error in results:
             self._loop.call_soon_threadsafe(_settle, future, value, error)
+
+
+_SELECT_PAYMENT = (
+    "SELECT payment_hash, job_id, agent, amount_msat, received_msat, bolt11, source, state,"
+    " created_at, settled_at FROM payments"
+)
+
+
+def _insert_payment(db: sqlite3.Connection, p: PaymentRecord) -> None:
+    db.execute(
+        "INSERT INTO payments (payment_hash, job_id, agent, amount_msat, received_msat, bolt11, source,"
+        " state, created_at, settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (p.payment_hash, p.job_id, p.agent, p.amount_msat, p.received_msat, p.bolt11, p.source, p.state,
+         p.created_at, p.settled_at),
+    )
 
 
 _SELECT_JOB = (

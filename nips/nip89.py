@@ -7,8 +7,8 @@ kind, profile data in ``content`` with ``encryptionSupported``).
 What a Timmy agent announces, beyond the spec (all optional for readers):
 
 * ``content`` also holds ``"timmy": {"node": <node pubkey>, "price_msat": n,
-  "price_per_kb_msat": n, "auction": true}`` so customers see prices and
-  which agents share a node;
+  "price_per_kb_msat": n, "auction": true, "bolt12": "lno1..."}`` so
+  customers see prices, the agent's BOLT12 offer and which agents share a node;
 * a ``["relays", url, ...]`` tag (the same shape as NIP-90's) naming where the
   agent reads job requests;
 * ``["t", "timmy"]`` so Timmy nodes can find each other's agents.
@@ -48,6 +48,7 @@ class HandlerInfo:
     node: str = ""  # the Timmy node hosting the agent ("" for other providers)
     price_msat: int | None = None
     price_per_kb_msat: int | None = None
+    bolt12: str = ""  # the agent's persistent BOLT12 offer, when its wallet has one
     created_at: int = 0
 
     def address(self) -> str:
@@ -63,12 +64,15 @@ def handler_content(info: HandlerInfo) -> str:
     if info.picture:
         body["picture"] = body["image"] = info.picture  # both spellings are in use
     if info.node:
-        body[TIMMY_TAG] = {
+        timmy: dict[str, object] = {
             "node": info.node,
             "price_msat": info.price_msat or 0,
             "price_per_kb_msat": info.price_per_kb_msat or 0,
             "auction": True,
         }
+        if info.bolt12:
+            timmy["bolt12"] = info.bolt12
+        body[TIMMY_TAG] = timmy
     return orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
 
 
@@ -118,6 +122,7 @@ def parse_handler(event: Event) -> HandlerInfo | None:
         node=_text(timmy.get("node")),
         price_msat=_int(timmy.get("price_msat")),
         price_per_kb_msat=_int(timmy.get("price_per_kb_msat")),
+        bolt12=_text(timmy.get("bolt12")),
         created_at=event.created_at,
     )
 

@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     from dvm.engine import Engine
     from dvm.store import JobStore
     from nips.nip01 import Signer
-    from node.config import NodeConfig
+    from node.config import NodeConfig, WalletSettings
     from node.links import RelayPool
+    from node.wallet import OnSettled, Settlement, Wallet
     from relay.server import RelayServer
     from relay.settings import RelaySettings
     from relay.store.sqlite import SqliteStore
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 RELAY_DB = "relay.sqlite3"
 NODE_DB = "node.sqlite3"
+DEV_WALLET_DB = "wallet-dev.sqlite3"
 SHUTDOWN_TIMEOUT = 10.0  # seconds per part; then we leave it behind and exit
 
 
@@ -141,6 +143,70 @@ class Links:
             await self._pool.stop()
 
 
+class WalletPart:
+    """The node's Lightning wallet; settlements go to every part that listens."""
+
+    name = "wallet"
+
+    def __init__(self, settings: WalletSettings, data_dir: Path, node_signer: Signer) -> None:
+        self.settings = settings
+        self.data_dir = data_dir
+        self.node_signer = node_signer
+        self._wallet: Wallet | None = None
+        self._listeners: list[OnSettled] = []
+
+    @property
+    def wallet(self) -> Wallet:
+        assert self._wallet is not None, "call start() first"
+        return self._wallet
+
+    def listen(self, callback: OnSettled) -> None:
+        self._listeners.append(callback)
+
+    async def start(self) -> None:
+        self._wallet = open_wallet(self.settings, self.data_dir, self.node_signer)
+        await self._wallet.start(self._dispatch)
+        kind = "real money" if self._wallet.real_money else "dev wallet: not real money"
+        log.info("wallet: %s (%s)", self._wallet.name, kind)
+
+    def _dispatch(self, settlement: Settlement) -> None:
+        for listener in self._listeners:
+            try:
+                listener(settlement)
+            except Exception:
+                log.exception("a settlement listener failed")
+
+    async def stop(self) -> None:
+        if self._wallet is not None:
+            await self._wallet.stop()
+
+
+def open_wallet(settings: WalletSettings, data_dir: Path, node_signer: Signer) -> Wallet:
+    """The configured backend, not started. Backends are imported only when chosen."""
+    import os
+
+    from node.config import ConfigError
+
+    if settings.backend == "dev":
+        from node.wallet.dev import DevWallet
+
+        return DevWallet(data_dir / DEV_WALLET_DB, bytes.fromhex(node_signer.secret_hex()))
+    if settings.backend == "cln":
+        from node.wallet.cln import ClnWallet
+
+        return ClnWallet(Path(settings.cln_rpc))
+    if settings.backend == "lnd":
+        from node.wallet.lnd import LndWallet
+
+        return LndWallet(settings.lnd_host, Path(settings.lnd_tls_cert), Path(settings.lnd_macaroon))
+    uri = os.environ.get(settings.nwc_uri_env, "")
+    if not uri:
+        raise ConfigError(f"wallet: the nwc backend needs a connection string in ${settings.nwc_uri_env}")
+    from node.wallet.nwc import NwcWallet
+
+    return NwcWallet(uri)
+
+
 class EnginePart:
     """The job engine and its database, ``node.sqlite3``."""
 
@@ -154,10 +220,12 @@ class EnginePart:
         signers: Mapping[str, Signer],
         node_signer: Signer,
         registry: CollectorRegistry | None = None,
+        wallet: WalletPart | None = None,
     ) -> None:
         self.config = config
         self.db_path = db_path
         self.links = links
+        self.wallet = wallet
         self.signers = signers  # by agent name, including agents removed from the config
         self.node_signer = node_signer
         self.registry = registry
@@ -185,8 +253,11 @@ class EnginePart:
             node_pubkey=self.node_signer.pubkey,
             federation_relays=self.config.federation.relays,
             retired_signers={n: s for n, s in self.signers.items() if n not in configured},
+            wallet=self.wallet.wallet if self.wallet else None,
             metrics=JobMetrics(self.registry),
         )
+        if self.wallet is not None:
+            self.wallet.listen(self.engine.billing.on_settled)
         try:
             await self.engine.start()
         except BaseException:
@@ -221,9 +292,10 @@ def node_parts(config: NodeConfig, data_dir: Path, identities: Mapping[str, Keys
     registry = CollectorRegistry()  # all the node's metrics, served at the relay's /metrics
     relay = EmbeddedRelay(relay_settings(config, node_signer.pubkey), data_dir / RELAY_DB, registry)
     links = Links(lambda: relay.url, config.federation.relays, node_signer)
-    engine = EnginePart(config, data_dir / NODE_DB, links, agent_signers, node_signer, registry)
+    wallet = WalletPart(config.wallet, data_dir, node_signer)
+    engine = EnginePart(config, data_dir / NODE_DB, links, agent_signers, node_signer, registry, wallet)
     log.info("not started yet: web (port %d)", config.web.port)
-    return [relay, links, engine]
+    return [relay, links, wallet, engine]
 
 
 async def serve(

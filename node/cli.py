@@ -8,6 +8,8 @@
                      [--auction] [--to NPUB] [--relay URL] [--encrypt]
     timmy agents [--relay URL] [--json]
     timmy audit REQUEST_ID [--relay URL] [--json]
+    timmy pay INVOICE|OFFER [--amount MSAT] [--note TEXT]
+    timmy wallet [--agent NAME] [--json]
 
 Only the standard library is imported at module level, so ``timmy --help``
 answers at once; each command imports the node's modules (nostr_sdk, asyncio,
@@ -129,6 +131,8 @@ def _add_client(commands: Any, data: argparse.ArgumentParser) -> None:
     submit.add_argument("--commit-seconds", type=int, default=3, metavar="S")
     submit.add_argument("--reveal-seconds", type=int, default=2, metavar="S")
     submit.add_argument("--timeout", type=float, default=60.0, metavar="S")
+    submit.add_argument("--pay", action="store_true",
+                        help="pay the quoted invoice with this node's wallet (DIR) and carry on")
     submit.set_defaults(command=cmd_job_submit)
     agents = commands.add_parser(
         "agents", parents=[data, relay], help="list the agents (NIP-89 handlers) a relay knows"
@@ -145,6 +149,21 @@ def _add_client(commands: Any, data: argparse.ArgumentParser) -> None:
     audit.add_argument("request_id", metavar="REQUEST_ID", help="the request event id (hex or note/nevent)")
     audit.add_argument("--json", action="store_true", help="print the verdict as JSON")
     audit.set_defaults(command=cmd_audit)
+    pay = commands.add_parser(
+        "pay",
+        parents=[data],
+        help="pay an invoice or offer with the node's wallet (the dev wallet settles its own)",
+    )
+    pay.add_argument("invoice", metavar="INVOICE", help="a BOLT11 invoice or a BOLT12 offer (lno1...)")
+    pay.add_argument("--amount", type=int, metavar="MSAT", help="for an offer or invoice without amount")
+    pay.add_argument("--note", default="", help="payer note for an offer (a job request id pays that job)")
+    pay.set_defaults(command=cmd_pay)
+    wallet = commands.add_parser(
+        "wallet", parents=[data], help="the ledger: earned, pending and refunds owed, per agent"
+    )
+    wallet.add_argument("--agent", metavar="NAME", help="only this agent")
+    wallet.add_argument("--json", action="store_true")
+    wallet.set_defaults(command=cmd_wallet)
 
 
 def _add_init(commands: Any, data: argparse.ArgumentParser) -> None:
@@ -293,19 +312,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _unlock(config: NodeConfig, data: Path) -> dict[str, Keys]:
+    return _unlock_names(_key_names(config), data, retired=True)
+
+
+def _unlock_names(names: list[str], data: Path, *, retired: bool = False) -> dict[str, Keys]:
     from node import keys
     from node.log import register_secret
 
     store = keys.Keystore(data)
-    names = _key_names(config)
     for name in names:
         if not store.exists(name):
             raise CliError(
                 f"no key {name!r} in {store.dir}: create it with `timmy init --data {data}`"
             )
-    # Keys of agents removed from node.toml are unlocked too: the engine signs
-    # the deletion of their announcements with them.
-    names += [n for n in store.names() if n.startswith(keys.AGENT_PREFIX) and n not in names]
+    if retired:
+        # Keys of agents removed from node.toml are unlocked too: the engine signs
+        # the deletion of their announcements with them.
+        names = names + [n for n in store.names() if n.startswith(keys.AGENT_PREFIX) and n not in names]
     passphrase = keys.resolve_passphrase(data)
     register_secret(passphrase.secret)
     identities = {}
@@ -456,9 +479,21 @@ def cmd_job_submit(args: argparse.Namespace) -> int:
     def show(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    pay = None
+    if args.pay:
+        wallet = _open_wallet(args.data)
+
+        async def pay(bolt11: str, amount_msat: int) -> None:
+            from node.wallet import WalletError
+
+            try:
+                await _paying(wallet, lambda w: w.pay(bolt11))
+            except WalletError as exc:
+                raise client.JobFailed(f"paying {amount_msat} msat failed: {exc}") from None
+
     async def work(link: Any) -> int:
         try:
-            outcome = await client.submit(link, spec, signer, timeout=args.timeout, progress=show)
+            outcome = await client.submit(link, spec, signer, timeout=args.timeout, progress=show, pay=pay)
         except client.JobFailed as exc:
             show(f"job failed: {exc}")
             return EXIT_FAILURE
@@ -514,6 +549,91 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for note in verdict["notes"]:
             print(f"note      {note}")
     return 0 if verdict["valid"] else EXIT_FAILURE
+
+
+def _open_wallet(data: Path) -> Any:
+    """The node's configured wallet, for paying from the command line (not started)."""
+    from node import app
+    from node.keys import NODE_KEY
+
+    config = _load_config(data)
+    identities = _unlock_names([NODE_KEY], data)
+    node_signer, _ = app.signers_of(identities)
+    return app.open_wallet(config.wallet, data, node_signer)
+
+
+async def _paying(wallet: Any, action: Any) -> Any:
+    """Run one wallet call: the dev wallet needs only its file, the others a connection."""
+    if wallet.name == "dev":
+        wallet.open()
+        try:
+            return await action(wallet)
+        finally:
+            wallet.close()
+    await wallet.start(lambda settlement: None)
+    try:
+        return await action(wallet)
+    finally:
+        await wallet.stop()
+
+
+def cmd_pay(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from node.wallet import WalletError
+
+    wallet = _open_wallet(args.data)
+
+    async def pay(w: Any) -> Any:
+        if w.name == "dev":
+            return await w.pay(args.invoice, amount_msat=args.amount, note=args.note)
+        return await w.pay(args.invoice, amount_msat=args.amount)
+
+    try:
+        payment = asyncio.run(_paying(wallet, pay))
+    except WalletError as exc:
+        raise CliError(f"payment failed: {exc}") from None
+    money = "" if wallet.real_money else " (dev wallet: not real money)"
+    print(f"paid {payment.amount_msat} msat, fee {payment.fee_msat} msat{money}")
+    print(f"preimage {payment.preimage}")
+    return 0
+
+
+def cmd_wallet(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from dvm.store import JobStore
+    from node.app import NODE_DB
+
+    config = _load_config(args.data)
+
+    async def ledger() -> dict[str, dict[str, int]]:
+        store = JobStore(args.data / NODE_DB)
+        await store.open()
+        try:
+            return await store.ledger()
+        finally:
+            await store.close()
+
+    rows = asyncio.run(ledger())
+    names = [a.name for a in config.agents] + sorted(set(rows) - {a.name for a in config.agents})
+    if args.agent:
+        if args.agent not in names:
+            raise CliError(f"no agent {args.agent!r} in this node or its ledger")
+        names = [args.agent]
+    states = ("paid", "pending", "refund_owed", "refunded", "expired")
+    if args.json:
+        for name in names:
+            print(json.dumps({"agent": name, **{s: rows.get(name, {}).get(s, 0) for s in states}}))
+        return 0
+    backend = config.wallet.backend
+    print(f"wallet: {backend}" + (" (dev wallet: not real money)" if backend == "dev" else ""))
+    print(f"{'agent':<16} {'earned':>12} {'pending':>12} {'refund owed':>12} {'refunded':>12} {'expired':>12}  (msat)")
+    for name in names:
+        v = rows.get(name, {})
+        print(f"{name:<16} " + " ".join(f"{v.get(s, 0):>12,}" for s in states))
+    return 0
 
 
 def _load_config(data: Path) -> NodeConfig:

@@ -81,6 +81,21 @@ class EngineSettings:
     wait_limit_seconds: int = 3600
 
 
+WALLET_BACKENDS = ("dev", "cln", "lnd", "nwc")
+
+
+@dataclass(frozen=True, slots=True)
+class WalletSettings:
+    backend: str = "dev"
+    # Invoices quoted for jobs expire with the job's wait (engine.wait_limit_seconds).
+    cln_rpc: str = ""  # path to Core Lightning's lightning-rpc socket
+    lnd_host: str = "127.0.0.1:10009"
+    lnd_tls_cert: str = ""  # path
+    lnd_macaroon: str = ""  # path to an invoice+offchain macaroon
+    # The NWC connection string holds a secret: it comes from this environment variable.
+    nwc_uri_env: str = "TIMMY_NWC_URI"
+
+
 @dataclass(frozen=True, slots=True)
 class LoggingSettings:
     level: str = "INFO"
@@ -105,6 +120,7 @@ class NodeConfig:
     web: WebSettings = field(default_factory=WebSettings)
     federation: FederationSettings = field(default_factory=FederationSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    wallet: WalletSettings = field(default_factory=WalletSettings)
     agents: tuple[AgentConfig, ...] = DEFAULT_AGENTS
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
@@ -260,6 +276,7 @@ def _validate(config: NodeConfig) -> None:
         _check_ws_url(f"federation.relays[{i}]", url)
     _check_agents(config.agents)
     _check_non_negative("engine", config.engine)
+    _check_wallet(config.wallet)
     if config.engine.heartbeat_seconds < 1:
         raise ConfigError("engine.heartbeat_seconds: must be at least 1")
     if config.logging.level not in _LEVELS:
@@ -327,6 +344,19 @@ def _check_agents(agents: tuple[AgentConfig, ...]) -> None:
             raise ConfigError(f"{where}.time_limit_seconds: must be positive")
         if agent.price_msat < 0 or agent.price_per_kb_msat < 0:
             raise ConfigError(f"{where}: prices must not be negative")
+
+
+def _check_wallet(wallet: WalletSettings) -> None:
+    if wallet.backend not in WALLET_BACKENDS:
+        raise ConfigError(f"wallet.backend: expected one of {', '.join(WALLET_BACKENDS)}, got {wallet.backend!r}")
+    needed = {
+        "cln": ("cln_rpc",),
+        "lnd": ("lnd_host", "lnd_tls_cert", "lnd_macaroon"),
+        "nwc": ("nwc_uri_env",),
+    }.get(wallet.backend, ())
+    for key in needed:
+        if not getattr(wallet, key):
+            raise ConfigError(f"wallet.{key}: required by the {wallet.backend} backend")
 
 
 def _check_port(where: str, port: int) -> None:

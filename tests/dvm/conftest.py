@@ -122,6 +122,7 @@ async def start_engine(tmp_path: Path) -> AsyncIterator[StartEngine]:
         db: Path | None = None,
         node_key: Signer | None = None,
         retired: Sequence[str] = (),
+        wallet: Any = None,
         **settings: Any,
     ) -> Engine:
         signers = {a.name: keys.setdefault(a.name, Signer(os.urandom(32))) for a in agents}
@@ -139,7 +140,10 @@ async def start_engine(tmp_path: Path) -> AsyncIterator[StartEngine]:
             node_pubkey=(node_key or keys.setdefault("(node)", Signer(os.urandom(32)))).pubkey,
             federation_relays=urls[1:],
             retired_signers={name: keys[name] for name in retired},
+            wallet=wallet,
         )
+        if wallet is not None:
+            await wallet.start(engine.billing.on_settled)
         await engine.start()
         running.append((engine, store, pool))
         return engine

@@ -325,18 +325,20 @@ async def test_a_failing_operation_does_not_fail_its_batch(store):
     assert await store.counts() == {(5001, "received"): 101}
 
 
-async def test_schema_version_is_1(store, path):
+async def test_schema_version_is_the_latest_migration(store, path):
+    from dvm.store import SCHEMA
+
     await store.claim(job_request())
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(SCHEMA) == 2
         tables = {
             row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
-    assert {"jobs", "outbox", "bids", "announcements", "meta"} <= tables
+    assert {"jobs", "outbox", "bids", "announcements", "meta", "payments"} <= tables
     store = await reopen(store)  # opening a current file migrates nothing
     await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 async def test_close_twice_is_harmless(path):
@@ -351,3 +353,21 @@ async def test_open_fails_on_a_path_that_cannot_be_a_database(tmp_path):
     store = JobStore(tmp_path / "missing" / "node.sqlite3")
     with pytest.raises(sqlite3.Error):
         await store.open()
+
+
+async def test_a_version_1_file_is_migrated_and_keeps_its_jobs(path):
+    from dvm.store import SCHEMA
+
+    with sqlite3.connect(path) as db:
+        db.executescript(f"BEGIN; {SCHEMA[0]}; PRAGMA user_version = 1; COMMIT;")
+        db.execute(
+            "INSERT INTO jobs (id, kind, customer, state, request, seen_at, updated_at)"
+            " VALUES ('ab', 5001, 'cd', 'received', '{}', 1, 1)"
+        )
+    store = JobStore(path)
+    await store.open()
+    try:
+        assert (await store.get("ab")).kind == 5001
+        assert await store.ledger() == {}
+    finally:
+        await store.close()
