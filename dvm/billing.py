@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from typing import TYPE_CHECKING
 
@@ -102,9 +103,9 @@ class Billing:
         store = self.engine.store
         payment = await store.payment(s.payment_hash)
         if payment is None:
-            payment = await self._through_offer(s)
+            payment = await self._through_offer(s) or await self._through_zap(s)
             if payment is None:
-                return  # not a job's: a zap invoice, someone else's label
+                return  # not a job's: a zap to an agent, a plain LNURL payment
         if payment.state != "pending":
             return  # reported before
         job = self.engine.jobs.get(payment.job_id)
@@ -129,14 +130,29 @@ class Billing:
         job = self.engine.jobs.get(s.payer_note.strip()) if agent else None
         if agent is None or job is None or job.agent is None or job.agent.name != agent:
             return None
+        return await self._record(s, job, agent, "offer")
+
+    async def _record(self, s: Settlement, job: Job, agent: str, source: str) -> PaymentRecord | None:
+        """Enter money that reached a job outside its quote, as a pending payment to settle."""
         record = PaymentRecord(
-            s.payment_hash, job.id, agent, job.price_msat, 0, "", "offer", "pending", int(time.time()), None
+            s.payment_hash, job.id, agent, job.price_msat, 0, "", source, "pending", int(time.time()), None
         )
         try:
             await self.engine.store.add_payment(record)
-        except Exception:  # the same payment reported twice at once: the first one records it
+        except sqlite3.IntegrityError:  # the same payment reported twice at once: the first one records it
             return await self.engine.store.payment(s.payment_hash)
         return record
+
+    async def _through_zap(self, s: Settlement) -> PaymentRecord | None:
+        """A zap (settled through our LNURL server) on a job request or on its feedback."""
+        zap = await self.engine.store.zap(s.payment_hash)
+        if zap is None or not zap.target:
+            return None
+        job_id = zap.target if zap.target in self.engine.jobs else await self.engine.store.job_of_event(zap.target)
+        job = self.engine.jobs.get(job_id or "")
+        if job is None or job.agent is None or job.agent.name != zap.agent:
+            return None
+        return await self._record(s, job, zap.agent, "zap")
 
     async def resume(self, job: Job) -> None:
         """After a restart: was the quote paid while the node was down?"""

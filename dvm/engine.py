@@ -113,6 +113,7 @@ class Engine:
         federation_relays: Sequence[str] = (),
         retired_signers: Mapping[str, Signer] | None = None,
         wallet: Wallet | None = None,
+        lnurl_domain: str = "",
         metrics: JobMetrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -136,7 +137,8 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bidding: Bidding | None = None
         self.billing = Billing(self, wallet)
-        self._replies = RelayPool([])  # customers' relays (NIP-90 `relays` tag)
+        self.lnurl_domain = lnurl_domain  # agents' lud16 is name@domain when the web app serves LNURL
+        self.replies = RelayPool([])  # customers' relays (NIP-90 `relays` tag)
         self._sent: list[str] = []  # published, not yet marked sent in the store
         self._last_beat = 0  # created_at of the last online heartbeat
         self._flushing: asyncio.Task[None] | None = None
@@ -147,7 +149,7 @@ class Engine:
         from dvm.bidding import Bidding
 
         self._bidding = Bidding(self)
-        await self._replies.start()
+        await self.replies.start()
         since = int(self.clock()) - self.settings.max_request_age_seconds
         self.pool.subscribe("jobs", self._request_filters(since), self._on_request)
         self.pool.subscribe("cancel", [{"kinds": [5], "since": int(self.clock())}], self._on_deletion)
@@ -176,7 +178,7 @@ class Engine:
         for job in self.jobs.values():
             job.stop.set()  # handler threads poll this
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._replies.stop()
+        await self.replies.stop()
         if self._sent:  # what was published but not yet marked: spare the restart a republish
             await self.store.mark_sent(self._sent)
             self._sent = []
@@ -551,11 +553,11 @@ class Engine:
             for url in job.request.relays[:MAX_CUSTOMER_RELAYS]
             if url.startswith(("ws://", "wss://")) and url not in self.pool.links
         ]
-        return [u for u in wanted if u in self._replies.links or len(self._replies.links) < MAX_REPLY_LINKS]
+        return [u for u in wanted if u in self.replies.links or len(self.replies.links) < MAX_REPLY_LINKS]
 
     async def _reply_elsewhere(self, events: Sequence[Event], urls: list[str]) -> None:
         for event in events:
-            await self._replies.publish(event, urls=urls)
+            await self.replies.publish(event, urls=urls)
 
     async def _flush_sent(self) -> None:
         try:
@@ -653,6 +655,7 @@ class Engine:
                 node_pubkey=self.node_pubkey,
                 relays=self.relays(),
                 nip05="",
+                lud16=f"{agent.name}@{self.lnurl_domain}" if self.lnurl_domain else "",
                 bolt12=self.billing.offers.get(agent.name, ""),
                 now=now,
             )

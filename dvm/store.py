@@ -92,6 +92,19 @@ SCHEMA = [
     );
     CREATE INDEX payments_job ON payments(job_id);
     """,
+    # version 3: zaps (NIP-57) to the node's agents, from LNURL callback to receipt.
+    """
+    CREATE TABLE zaps (
+        payment_hash TEXT PRIMARY KEY,
+        agent        TEXT NOT NULL,
+        request      TEXT NOT NULL,     -- the kind 9734 zap request, exactly as received
+        target       TEXT NOT NULL DEFAULT '',  -- its e tag: the event zapped
+        amount_msat  INTEGER NOT NULL,
+        bolt11       TEXT NOT NULL,
+        receipt      TEXT NOT NULL DEFAULT '',  -- the kind 9735 receipt, once paid
+        created_at   INTEGER NOT NULL
+    );
+    """,
 ]
 
 
@@ -140,6 +153,18 @@ class PaymentRecord:
     state: str
     created_at: int
     settled_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ZapRecord:
+    payment_hash: str
+    agent: str
+    request: str
+    target: str
+    amount_msat: int
+    bolt11: str
+    receipt: str
+    created_at: int
 
 
 class StaleState(Exception):
@@ -252,6 +277,38 @@ class JobStore:
                 )
 
         await self._call(op)
+
+    # --- zaps -------------------------------------------------------------------
+
+    async def add_zap(self, zap: ZapRecord) -> None:
+        await self._call(
+            lambda db: db.execute(
+                "INSERT INTO zaps VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (zap.payment_hash, zap.agent, zap.request, zap.target, zap.amount_msat, zap.bolt11,
+                 zap.receipt, zap.created_at),
+            )
+        )
+
+    async def zap(self, payment_hash: str) -> ZapRecord | None:
+        rows = await self._call(
+            lambda db: db.execute("SELECT * FROM zaps WHERE payment_hash = ?", (payment_hash,)).fetchall()
+        )
+        return ZapRecord(*rows[0]) if rows else None
+
+    async def set_zap_receipt(self, payment_hash: str, receipt: str) -> None:
+        """Store the receipt once; False-y no-op when one is there already."""
+        await self._call(
+            lambda db: db.execute(
+                "UPDATE zaps SET receipt = ? WHERE payment_hash = ? AND receipt = ''", (receipt, payment_hash)
+            )
+        )
+
+    async def job_of_event(self, event_id: str) -> str | None:
+        """The job an event we published belongs to (a feedback event someone zapped)."""
+        rows = await self._call(
+            lambda db: db.execute("SELECT job_id FROM outbox WHERE event_id = ?", (event_id,)).fetchall()
+        )
+        return rows[0][0] if rows else None
 
     # --- the ledger ------------------------------------------------------------
 

@@ -6,8 +6,8 @@ timeout. A second signal stops waiting and exits at once.
 
 A part is anything with a ``name``, ``async start()`` and ``async stop()``.
 ``timmy run`` starts, in order: the embedded relay, the links (connections to
-the home relay and the federation relays), and the job engine, which reaches
-every relay through the links. The web app joins :func:`node_parts` when it lands.
+the home relay and the federation relays), the wallet, the job engine (which
+reaches every relay through the links) and the web app (LNURL-pay, zaps).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from node.keys import AGENT_PREFIX, NODE_KEY
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from node.config import NodeConfig, WalletSettings
     from node.links import RelayPool
     from node.wallet import OnSettled, Settlement, Wallet
+    from node.zaps import Zaps
     from relay.server import RelayServer
     from relay.settings import RelaySettings
     from relay.store.sqlite import SqliteStore
@@ -198,7 +199,12 @@ def open_wallet(settings: WalletSettings, data_dir: Path, node_signer: Signer) -
     if settings.backend == "lnd":
         from node.wallet.lnd import LndWallet
 
-        return LndWallet(settings.lnd_host, Path(settings.lnd_tls_cert), Path(settings.lnd_macaroon))
+        return LndWallet(
+            settings.lnd_host,
+            Path(settings.lnd_tls_cert),
+            Path(settings.lnd_macaroon),
+            state_file=data_dir / "wallet-lnd.json",  # where its settlement stream resumes
+        )
     uri = os.environ.get(settings.nwc_uri_env, "")
     if not uri:
         raise ConfigError(f"wallet: the nwc backend needs a connection string in ${settings.nwc_uri_env}")
@@ -230,7 +236,7 @@ class EnginePart:
         self.node_signer = node_signer
         self.registry = registry
         self.engine: Engine | None = None
-        self._store: JobStore | None = None
+        self.store: JobStore | None = None
 
     async def start(self) -> None:
         from dvm.agents import build_agents
@@ -241,11 +247,11 @@ class EnginePart:
 
         agents = build_agents(self.config.agents, self.signers, discover())
         configured = {a.name for a in self.config.agents}
-        self._store = JobStore(self.db_path)
-        await self._store.open()
+        self.store = JobStore(self.db_path)
+        await self.store.open()
         self.engine = Engine(
             agents,
-            self._store,
+            self.store,
             self.links.pool,
             settings=self.config.engine,
             home_relay=self.links.home_url,
@@ -254,6 +260,7 @@ class EnginePart:
             federation_relays=self.config.federation.relays,
             retired_signers={n: s for n, s in self.signers.items() if n not in configured},
             wallet=self.wallet.wallet if self.wallet else None,
+            lnurl_domain=self.config.web.base_url().split("://", 1)[1] if self.wallet else "",
             metrics=JobMetrics(self.registry),
         )
         if self.wallet is not None:
@@ -261,14 +268,87 @@ class EnginePart:
         try:
             await self.engine.start()
         except BaseException:
-            await self._store.close()
+            await self.store.close()
             raise
 
     async def stop(self) -> None:
         if self.engine is not None:
             await self.engine.stop()
-        if self._store is not None:
-            await self._store.close()
+        if self.store is not None:
+            await self.store.close()
+
+
+class WebPart:
+    """The Starlette app under uvicorn, in this process: LNURL-pay and zaps, /health, /metrics."""
+
+    name = "web"
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        engine: EnginePart,
+        wallet: WalletPart,
+        links: Links,
+        node_signer: Signer,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.wallet = wallet
+        self.links = links
+        self.node_signer = node_signer
+        self.registry = registry
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self.zaps: Zaps | None = None
+
+    async def start(self) -> None:
+        import uvicorn
+        from prometheus_client import generate_latest
+
+        from node.zaps import Zaps
+        from web.app import create_app
+
+        engine = self.engine.engine
+        assert engine is not None and self.engine.store is not None
+        self.zaps = Zaps(
+            agents={a.name: a.pubkey for a in engine.agents},
+            wallet=self.wallet.wallet,
+            store=self.engine.store,
+            signer=self.node_signer,
+            pool=self.links.pool,
+            replies=engine.replies,
+            base_url=self.config.web.base_url(),
+        )
+        self.wallet.listen(self.zaps.on_settled)
+        registry = self.registry
+        app = create_app(zaps=self.zaps, metrics=(lambda: generate_latest(registry)) if registry else None)
+        config = uvicorn.Config(
+            app, host=self.config.web.host, port=self.config.web.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # the node owns SIGINT/SIGTERM
+        self._task = asyncio.create_task(self._server.serve(), name="web")
+        while not self._server.started:
+            if self._task.done():
+                await self._task  # raises why it could not start (port taken...)
+                raise StartupError("the web server stopped while starting")
+            await asyncio.sleep(0.01)
+        log.info("web ready at %s (LNURL-pay and zaps for %d agents)", self.url, len(engine.agents))
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        return f"http://{self.config.web.host}:{port}"
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.zaps is not None:
+            await self.zaps.stop()
 
 
 def signers_of(identities: Mapping[str, Keys]) -> tuple[Signer, dict[str, Signer]]:
@@ -294,8 +374,8 @@ def node_parts(config: NodeConfig, data_dir: Path, identities: Mapping[str, Keys
     links = Links(lambda: relay.url, config.federation.relays, node_signer)
     wallet = WalletPart(config.wallet, data_dir, node_signer)
     engine = EnginePart(config, data_dir / NODE_DB, links, agent_signers, node_signer, registry, wallet)
-    log.info("not started yet: web (port %d)", config.web.port)
-    return [relay, links, wallet, engine]
+    web = WebPart(config, engine, wallet, links, node_signer, registry)
+    return [relay, links, wallet, engine, web]
 
 
 async def serve(

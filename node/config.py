@@ -41,6 +41,10 @@ class NodeSection:
 class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8080
+    public_url: str = ""  # how others reach it; "" means http://host:port
+
+    def base_url(self, port: int | None = None) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port if port is None else port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +275,8 @@ _HEX_KEY = re.compile(r"[0-9a-f]{64}")
 def _validate(config: NodeConfig) -> None:
     _check_port("relay.port", config.relay.port)
     _check_port("web.port", config.web.port)
+    if config.web.public_url and not re.fullmatch(r"https?://[^\s/]+", config.web.public_url.rstrip("/")):
+        raise ConfigError(f"web.public_url: {config.web.public_url!r} is not an http(s)://host[:port] URL")
     _check_relay(config.relay)
     for i, url in enumerate(config.federation.relays):
         _check_ws_url(f"federation.relays[{i}]", url)

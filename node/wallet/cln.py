@@ -24,6 +24,7 @@ they are never logged (pyln's own debug log of every reply is switched off).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import threading
@@ -249,7 +250,9 @@ class ClnWallet:
             raise
         if made.get("label", label) != label:
             log.warning(
-                "offer for %r is the one already made for %r: same description", label, made["label"]
+                "offer for %r is the one already made for %r: same description",
+                label,
+                made["label"],
             )
         return str(made["bolt12"])
 
@@ -316,10 +319,8 @@ async def _in_thread(call: Callable[[], T], name: str) -> T:
             result, error = call(), None
         except Exception as exc:
             result, error = None, exc
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed while we waited
             loop.call_soon_threadsafe(deliver, result, error)
-        except RuntimeError:  # the loop closed while we waited
-            pass
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return await future

@@ -330,7 +330,7 @@ async def test_schema_version_is_the_latest_migration(store, path):
 
     await store.claim(job_request())
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == len(SCHEMA) == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(SCHEMA) == 3
         tables = {
             row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
@@ -338,7 +338,7 @@ async def test_schema_version_is_the_latest_migration(store, path):
     store = await reopen(store)  # opening a current file migrates nothing
     await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 async def test_close_twice_is_harmless(path):

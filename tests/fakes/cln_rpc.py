@@ -23,11 +23,11 @@ money and knows no network. What it does imitate is what a CLN client sees:
 Invoices are real BOLT11 strings on regtest (``lnbcrt...``), signed with the
 fake node's key, with ``payment_hash = sha256(preimage)``; with
 ``deschashonly`` the ``h`` field is ``sha256(description)``. Offers are real
-BOLT12 offers (``offer_chains``, ``offer_amount``, ``offer_description``,
-``offer_issuer``, ``offer_issuer_id``) and their ``offer_id`` is the spec's
-Merkle root, as CLN's is. The invoices ``fetchinvoice`` returns are signed
-BOLT12 TLV streams without the blinded paths a real one carries (there is no
-network to reach the node through), meaningful only to this fake.
+BOLT12 offers on regtest, made with ``nips.bolt12``, and their ``offer_id`` is
+the spec's Merkle root, as CLN's is. The invoices ``fetchinvoice`` returns are
+signed BOLT12 TLV streams (``lni1...``) without the blinded paths a real one
+must carry (there is no network to reach the node through): only this fake
+pays them.
 
 Payments: ``pay`` succeeds on the fake's own unpaid invoices (settling them,
 which wakes ``waitanyinvoice``, as if the payer were another node) and on
@@ -51,10 +51,11 @@ from typing import Any
 
 import bolt11
 import coincurve
-from bech32 import CHARSET, convertbits
 from bolt11.models.features import Feature, Features, FeatureState
 from bolt11.models.tags import TagChar, Tags
 from bolt11.types import Bolt11, MilliSatoshi
+
+from nips import bolt12
 
 # common/jsonrpc_errors.h
 INVALID_REQUEST = -32600
@@ -67,7 +68,6 @@ INVOICE_LABEL_ALREADY_EXISTS = 900
 INVOICE_PREIMAGE_ALREADY_EXISTS = 901
 INVOICE_EXPIRED_DURING_WAIT = 903
 INVOICE_WAIT_TIMED_OUT = 904
-OFFER_ALREADY_EXISTS = 1000
 OFFER_ALREADY_DISABLED = 1001
 OFFER_TIMEOUT = 1005
 
@@ -79,13 +79,8 @@ BOLT12_INVOICE_EXPIRY = 7200
 # Regtest's genesis block hash, in the byte order BOLT12's offer_chains uses.
 REGTEST_CHAIN = bytes.fromhex("06226e46111a0b59caaf126043eb5bbf28c34f3a5e332a1fc7b2b73cf188910f")
 
-# BOLT12 TLV types (bolt12-offer-encoding.md)
+# BOLT12 TLV types of the invoice_request and invoice parts (bolt12-offer-encoding.md)
 INVREQ_METADATA = 0
-OFFER_CHAINS = 2
-OFFER_AMOUNT = 8
-OFFER_DESCRIPTION = 10
-OFFER_ISSUER = 18
-OFFER_ISSUER_ID = 22
 INVREQ_AMOUNT = 82
 INVREQ_PAYER_ID = 88
 INVREQ_PAYER_NOTE = 89
@@ -94,6 +89,7 @@ INVOICE_PAYMENT_HASH = 168
 INVOICE_AMOUNT = 170
 INVOICE_NODE_ID = 176
 SIGNATURE = 240
+INVOICE_SIGNATURE_TAG = b"lightning" + b"invoice" + b"signature"
 
 
 class RpcFail(Exception):
@@ -116,7 +112,7 @@ class RpcFail(Exception):
 class _Invoice:
     label: str
     invstring: str
-    bolt12: bool
+    is_bolt12: bool
     payment_hash: str
     preimage: str
     amount_msat: int | None
@@ -137,7 +133,7 @@ class _Invoice:
 
     def as_json(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"label": self.label}
-        fields["bolt12" if self.bolt12 else "bolt11"] = self.invstring
+        fields["bolt12" if self.is_bolt12 else "bolt11"] = self.invstring
         fields["payment_hash"] = self.payment_hash
         if self.amount_msat is not None:
             fields["amount_msat"] = self.amount_msat
@@ -273,7 +269,9 @@ class FakeCln:
                 try:
                     split = split_json_object(buffer)
                 except ValueError:
-                    await _send(writer, _error(None, INVALID_REQUEST, "Invalid token in json input"))
+                    await _send(
+                        writer, _error(None, INVALID_REQUEST, "Invalid token in json input")
+                    )
                     return
                 if split is None:
                     chunk = await reader.read(65536)
@@ -378,7 +376,13 @@ class FakeCln:
         payment_secret = hashlib.sha256(bytes([secret[0] ^ 1]) + secret[1:]).digest()
         desc_hash = hashlib.sha256(description.encode()).digest() if hash_only else None
         invstring = _encode_bolt11(
-            self._key, amount, payment_hash, payment_secret, description, desc_hash, seconds,
+            self._key,
+            amount,
+            payment_hash,
+            payment_secret,
+            description,
+            desc_hash,
+            seconds,
             cltv=final_cltv,
         )
         invoice = self._add_invoice(
@@ -485,9 +489,14 @@ class FakeCln:
         fronting_nodes: Any = None,
     ) -> dict[str, Any]:
         unsupported = (
-            quantity_max, absolute_expiry, recurrence, recurrence_base,
-            recurrence_paywindow, recurrence_limit, fronting_nodes,
-        )  # fmt: skip
+            quantity_max,
+            absolute_expiry,
+            recurrence,
+            recurrence_base,
+            recurrence_paywindow,
+            recurrence_limit,
+            fronting_nodes,
+        )
         if any(value is not None for value in unsupported):
             raise RpcFail(INVALID_PARAMS, "fake: only amount, description, issuer, label")
         msat = _msat("amount", amount, allow_any=True)
@@ -495,16 +504,18 @@ class FakeCln:
             if value is not None and not isinstance(value, str):
                 raise _bad(name, value, "should be a string")
         if msat is not None and description is None:
-            raise RpcFail(INVALID_PARAMS, "description is required for the user to know what it was they paid for")
-        records = [(OFFER_CHAINS, REGTEST_CHAIN)]
-        if msat is not None:
-            records.append((OFFER_AMOUNT, _tu64(msat)))
-        if description is not None:
-            records.append((OFFER_DESCRIPTION, description.encode()))
-        if issuer is not None:
-            records.append((OFFER_ISSUER, issuer.encode()))
-        records.append((OFFER_ISSUER_ID, self._key.public_key.format()))
-        offer_id = merkle_root(records).hex()
+            raise RpcFail(
+                INVALID_PARAMS,
+                "description is required for the user to know what it was they paid for",
+            )
+        made_offer = bolt12.Offer(
+            chains=(REGTEST_CHAIN,),
+            amount=msat,
+            description=description,
+            issuer=issuer,
+            issuer_id=self._key.public_key.format(),
+        )
+        offer_id = bolt12.offer_id(made_offer)
         existing = self._offers.get(offer_id)
         if existing is not None:
             if not existing["active"]:
@@ -514,7 +525,7 @@ class FakeCln:
             "offer_id": offer_id,
             "active": True,
             "single_use": _bool("single_use", single_use, default=False),
-            "bolt12": encode_bolt12("lno", records),
+            "bolt12": bolt12.encode_offer(made_offer),
             "used": False,
         }
         if label is not None:
@@ -522,14 +533,17 @@ class FakeCln:
         self._offers[offer_id] = made
         return {**made, "created": True}
 
-    async def _rpc_listoffers(self, offer_id: Any = None, active_only: Any = None) -> dict[str, Any]:
+    async def _rpc_listoffers(
+        self, offer_id: Any = None, active_only: Any = None
+    ) -> dict[str, Any]:
         active = _bool("active_only", active_only, default=False)
         wanted = _hex32("offer_id", offer_id).hex() if offer_id is not None else None
         return {
             "offers": [
                 dict(offer)
                 for offer in self._offers.values()
-                if (wanted is None or offer["offer_id"] == wanted) and (offer["active"] or not active)
+                if (wanted is None or offer["offer_id"] == wanted)
+                and (offer["active"] or not active)
             ]
         }
 
@@ -549,51 +563,38 @@ class FakeCln:
         if not isinstance(offer, str):
             raise _bad("offer", offer, "should be a string")
         try:
-            hrp, records = decode_bolt12(offer)
-        except ValueError as exc:
+            decoded = bolt12.decode_offer(offer)
+        except bolt12.Bolt12Error as exc:
             raise _bad("offer", offer, f"Unparsable offer: {exc}") from None
-        if hrp != "lno":
-            raise _bad("offer", offer, "Unparsable offer: not an offer")
-        fields = dict(records)
         msat = _msat("amount_msat", amount_msat, allow_any=False)
-        if OFFER_AMOUNT in fields and msat is not None:
+        if decoded.amount is not None and msat is not None:
             raise RpcFail(INVALID_PARAMS, "amount_msat parameter unnecessary")
-        if OFFER_AMOUNT not in fields and msat is None:
+        if decoded.amount is None and msat is None:
             raise RpcFail(INVALID_PARAMS, "amount_msat parameter required")
         if payer_note is not None and not isinstance(payer_note, str):
             raise _bad("payer_note", payer_note, "should be a string")
-        offer_id = merkle_root(records).hex()
+        offer_id = bolt12.offer_id(decoded)
         ours = self._offers.get(offer_id)
         if ours is None or not ours["active"]:
             # Nobody answers the invoice request (the fake knows no other node).
             raise RpcFail(OFFER_TIMEOUT, "Timeout waiting for response")
-        amount = msat if msat is not None else int.from_bytes(fields[OFFER_AMOUNT], "big")
+        amount = msat if msat is not None else decoded.amount
+        assert amount is not None
         payer = coincurve.PrivateKey()
         preimage = os.urandom(32)
         payment_hash = hashlib.sha256(preimage).digest()
-        now = int(time.time())
-        invoice_records = [
-            *records,
-            (INVREQ_METADATA, os.urandom(16)),
-            (INVREQ_PAYER_ID, payer.public_key.format()),
-            (INVOICE_CREATED_AT, _tu64(now)),
-            (INVOICE_PAYMENT_HASH, payment_hash),
-            (INVOICE_AMOUNT, _tu64(amount)),
-            (INVOICE_NODE_ID, self._key.public_key.format()),
-        ]
-        if msat is not None:
-            invoice_records.append((INVREQ_AMOUNT, _tu64(msat)))
-        if payer_note is not None:
-            invoice_records.append((INVREQ_PAYER_NOTE, payer_note.encode()))
-        tag = b"lightning" + b"invoice" + b"signature"
-        digest = _tagged_hash(tag, merkle_root(invoice_records))
-        invoice_records.append((SIGNATURE, self._key.sign_schnorr(digest)))
-        invstring = encode_bolt12("lni", invoice_records)
+        invstring = self._bolt12_invoice(offer, payer, payment_hash, amount, msat, payer_note)
         label = f"{offer_id}-{payer.public_key.format().hex()}-0"
         invoice = self._add_invoice(
-            label, invstring, True, payment_hash.hex(), preimage.hex(), amount,
-            fields.get(OFFER_DESCRIPTION, b"").decode(), BOLT12_INVOICE_EXPIRY,
-        )  # fmt: skip
+            label,
+            invstring,
+            True,
+            payment_hash.hex(),
+            preimage.hex(),
+            amount,
+            decoded.description,
+            BOLT12_INVOICE_EXPIRY,
+        )
         invoice.local_offer_id = offer_id
         invoice.payer_note = payer_note
         ours["used"] = True
@@ -658,7 +659,7 @@ class FakeCln:
         invoice = _Invoice(
             label=label,
             invstring=invstring,
-            bolt12=is_bolt12,
+            is_bolt12=is_bolt12,
             payment_hash=payment_hash,
             preimage=preimage,
             amount_msat=amount_msat,
@@ -668,6 +669,34 @@ class FakeCln:
         )
         self._invoices[label] = invoice
         return invoice
+
+    def _bolt12_invoice(
+        self,
+        offer: str,
+        payer: coincurve.PrivateKey,
+        payment_hash: bytes,
+        amount: int,
+        requested_msat: int | None,
+        payer_note: str | None,
+    ) -> str:
+        """The offer's fields, the invoice_request's, the invoice's, signed; no paths."""
+        records = bolt12.parse_tlv_stream(bolt12.decode_string(offer)[1])
+        records += [
+            (INVREQ_METADATA, os.urandom(16)),
+            (INVREQ_PAYER_ID, payer.public_key.format()),
+            (INVOICE_CREATED_AT, _tu64(int(time.time()))),
+            (INVOICE_PAYMENT_HASH, payment_hash),
+            (INVOICE_AMOUNT, _tu64(amount)),
+            (INVOICE_NODE_ID, self._key.public_key.format()),
+        ]
+        if requested_msat is not None:
+            records.append((INVREQ_AMOUNT, _tu64(requested_msat)))
+        if payer_note is not None:
+            records.append((INVREQ_PAYER_NOTE, payer_note.encode()))
+        root = bolt12.merkle_root(bolt12.encode_tlv_stream(records))
+        signature = self._key.sign_schnorr(bolt12.tagged_hash(INVOICE_SIGNATURE_TAG, root))
+        records.append((SIGNATURE, signature))
+        return bolt12.encode_string(bolt12.INVOICE_PREFIX, bolt12.encode_tlv_stream(records))
 
     async def _wait_for_change(self, deadline: float | None) -> None:
         changed = self._changed
@@ -706,10 +735,13 @@ class FakeCln:
         return self._payments.setdefault(
             external.payment_hash,
             _pay_result(
-                external.destination, external.payment_hash, external.preimage,
-                external.amount_msat, fee,
+                external.destination,
+                external.payment_hash,
+                external.preimage,
+                external.amount_msat,
+                fee,
             ),
-        )  # fmt: skip
+        )
 
 
 # --- JSON-RPC plumbing ------------------------------------------------------------
@@ -764,7 +796,9 @@ def _bind(handler: Callable[..., Any], params: Any) -> dict[str, Any]:
             raise RpcFail(
                 INVALID_PARAMS, f"too many parameters: got {len(params)}, expected {len(names)}"
             )
-        given = {name: value for name, value in zip(names, params, strict=False) if value is not None}
+        given = {
+            name: value for name, value in zip(names, params, strict=False) if value is not None
+        }
     elif isinstance(params, dict):
         for name in params:
             if name not in names:
@@ -807,7 +841,11 @@ def _msat(name: str, value: Any, *, allow_any: bool) -> int | None:
         match = re.fullmatch(r"(\d+)(msat|sat)?", value)
         if match:
             return int(match[1]) * (1000 if match[2] == "sat" else 1)
-    raise _bad(name, value, "should be positive msat or 'any'" if allow_any else "should be a millisatoshi amount")
+    raise _bad(
+        name,
+        value,
+        "should be positive msat or 'any'" if allow_any else "should be a millisatoshi amount",
+    )
 
 
 def _u64(name: str, value: Any, *, default: int | None) -> Any:
@@ -885,7 +923,10 @@ def _encode_bolt11(
     tags.add(
         TagChar.features,
         Features.from_feature_list(
-            {Feature.var_onion_optin: FeatureState.required, Feature.payment_secret: FeatureState.required}
+            {
+                Feature.var_onion_optin: FeatureState.required,
+                Feature.payment_secret: FeatureState.required,
+            }
         ),
     )
     invoice = Bolt11(
@@ -897,95 +938,5 @@ def _encode_bolt11(
     return str(bolt11.encode(invoice, key.secret.hex()))
 
 
-# --- BOLT12 (bolt12-offer-encoding.md: "Encoding", "Signature Calculation") --------
-
-
-def _bigsize(n: int) -> bytes:
-    if n < 0xFD:
-        return bytes([n])
-    if n <= 0xFFFF:
-        return b"\xfd" + n.to_bytes(2, "big")
-    if n <= 0xFFFFFFFF:
-        return b"\xfe" + n.to_bytes(4, "big")
-    return b"\xff" + n.to_bytes(8, "big")
-
-
-def _read_bigsize(data: bytes, pos: int) -> tuple[int, int]:
-    if pos >= len(data):
-        raise ValueError("truncated")
-    first = data[pos]
-    width = {0xFD: 2, 0xFE: 4, 0xFF: 8}.get(first, 0)
-    if not width:
-        return first, pos + 1
-    if pos + 1 + width > len(data):
-        raise ValueError("truncated")
-    return int.from_bytes(data[pos + 1 : pos + 1 + width], "big"), pos + 1 + width
-
-
 def _tu64(n: int) -> bytes:
     return n.to_bytes((n.bit_length() + 7) // 8, "big")
-
-
-def _record(tlv_type: int, value: bytes) -> bytes:
-    return _bigsize(tlv_type) + _bigsize(len(value)) + value
-
-
-def encode_bolt12(hrp: str, records: list[tuple[int, bytes]]) -> str:
-    """``hrp1`` + the TLV stream (ascending types) in bech32 characters, with no checksum."""
-    stream = b"".join(_record(t, v) for t, v in sorted(records, key=lambda r: r[0]))
-    words = convertbits(stream, 8, 5, True)
-    assert words is not None
-    return hrp + "1" + "".join(CHARSET[w] for w in words)
-
-
-def decode_bolt12(text: str) -> tuple[str, list[tuple[int, bytes]]]:
-    """The inverse of :func:`encode_bolt12` (``+`` line continuations allowed); ValueError."""
-    text = re.sub(r"\+\s*", "", text.strip()).lower()
-    hrp, sep, data = text.rpartition("1")
-    if not sep or not hrp or any(c not in CHARSET for c in data):
-        raise ValueError("not bech32")
-    stream = convertbits([CHARSET.index(c) for c in data], 5, 8, False)
-    if stream is None:
-        raise ValueError("bad padding")
-    raw = bytes(stream)
-    records: list[tuple[int, bytes]] = []
-    pos = 0
-    while pos < len(raw):
-        tlv_type, pos = _read_bigsize(raw, pos)
-        length, pos = _read_bigsize(raw, pos)
-        if pos + length > len(raw):
-            raise ValueError("truncated")
-        if records and tlv_type <= records[-1][0]:
-            raise ValueError("TLV types not ascending")
-        records.append((tlv_type, raw[pos : pos + length]))
-        pos += length
-    return hrp, records
-
-
-def _tagged_hash(tag: bytes, message: bytes) -> bytes:
-    tag_hash = hashlib.sha256(tag).digest()
-    return hashlib.sha256(tag_hash + tag_hash + message).digest()
-
-
-def merkle_root(records: list[tuple[int, bytes]]) -> bytes:
-    """The Merkle root of a TLV stream, signature fields (240..1000) left out."""
-    ordered = sorted(records, key=lambda r: r[0])
-    first = _record(*ordered[0])
-
-    def branch(a: bytes, b: bytes) -> bytes:
-        return _tagged_hash(b"LnBranch", min(a, b) + max(a, b))
-
-    level = [
-        branch(
-            _tagged_hash(b"LnLeaf", _record(t, v)),
-            _tagged_hash(b"LnNonce" + first, _bigsize(t)),
-        )
-        for t, v in ordered
-        if not 240 <= t <= 1000
-    ]
-    while len(level) > 1:
-        level = [
-            branch(level[i], level[i + 1]) if i + 1 < len(level) else level[i]
-            for i in range(0, len(level), 2)
-        ]
-    return level[0]

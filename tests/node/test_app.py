@@ -124,10 +124,10 @@ async def test_the_whole_node_serves_a_job_and_reports_it_in_metrics(tmp_path):
     from node.app import node_parts
     from node.links import RelayLink
 
-    config = loads('[relay]\nport = 0\n[[agents]]\nname = "summarizer"\nkinds = [5001]\n')
+    config = loads('[relay]\nport = 0\n[web]\nport = 0\n[[agents]]\nname = "summarizer"\nkinds = [5001]\n')
     identities = {"node": Keys.generate(), "agent-summarizer": Keys.generate()}
     parts = node_parts(config, tmp_path, identities)
-    assert [p.name for p in parts] == ["relay", "links", "wallet", "engine"]
+    assert [p.name for p in parts] == ["relay", "links", "wallet", "engine", "web"]
     started = []
     try:
         for part in parts:
