@@ -58,6 +58,7 @@ def node_toml(index: int, shared: str) -> str:
         text = re.sub(rf"(?m)^{key}\s*=\s*\d+", f"{key} = 0", text)
     text = text[: text.index("[[agents]]")] + text[text.index("[logging]"):]
     text = text.replace("relays = []", f'relays = ["{shared}"]')
+    text = text.replace('[web]\nhost = "127.0.0.1"\nport = 8080', '[web]\nhost = "127.0.0.1"\nport = 0')
     for n in range(AGENTS):
         # Node 0 is cheapest, then node 1...: asks 1000 + 100 * node + 10 * agent.
         text += f'\n[[agents]]\nname = "a{n}"\nkinds = [5001]\nprice_msat = {1000 + 100 * index + 10 * n}\n'

@@ -36,6 +36,7 @@ from typing import Any
 from bench.relays import ROOT, free_port
 from bench.report import machine
 from nips.nip01 import Event, Signer
+from node.config import default_toml
 from node.links import RelayLink
 
 TEXT = "The node runs jobs. Results come back over the relay. Each job is small."
@@ -43,18 +44,24 @@ PASSPHRASE = "bench passphrase"
 NO_LIMITS = ("events_per_minute_per_ip", "events_per_minute_per_pubkey", "reqs_per_minute_per_ip")
 
 
-def start_node(workdir: Path, extra_toml: str = "") -> tuple[subprocess.Popen[bytes], str]:
-    """A ``timmy run`` on a fresh data dir with rate limits off; (process, relay URL)."""
+def start_node(workdir: Path, agents: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``timmy run`` on a fresh data dir with rate limits off; (process, relay URL).
+
+    ``agents``: ``[[agents]]`` tables replacing the default agents.
+    """
     timmy = str(Path(sys.executable).with_name("timmy"))
     data = workdir / "node"
+    data.mkdir(parents=True)
     env = {**os.environ, "TIMMY_PASSPHRASE": PASSPHRASE}
-    subprocess.run([timmy, "init", "--data", str(data), "--log-n", "8"], env=env, check=True,
-                   capture_output=True)
-    config = data / "node.toml"
-    text = config.read_text()
+    text = default_toml()
     for key in NO_LIMITS:
         text = re.sub(rf"(?m)^{key}\s*=\s*\d+", f"{key} = 0", text)
-    config.write_text(text + extra_toml)
+    text = text.replace("[web]\nhost = \"127.0.0.1\"\nport = 8080", "[web]\nhost = \"127.0.0.1\"\nport = 0")
+    if agents is not None:
+        text = text[: text.index("[[agents]]")] + text[text.index("[logging]"):] + agents
+    (data / "node.toml").write_text(text)
+    subprocess.run([timmy, "init", "--data", str(data), "--log-n", "8"], env=env, check=True,
+                   capture_output=True)
     port = free_port()
     log = (workdir / "node.log").open("wb")
     command = [timmy, "run", "--data", str(data), "--relay-port", str(port)]

@@ -31,9 +31,9 @@ from bench.relays import OUT, ROOT
 from bench.report import machine
 from bench.summary import render
 
-BENCHMARKS = ("ingest", "queries", "large_query", "fanout", "memory", "jobs", "auction")
+BENCHMARKS = ("ingest", "queries", "large_query", "fanout", "memory", "jobs", "auction", "payments")
 # Benchmarks of the whole node rather than of relays side by side: no --relays.
-NODE_BENCHMARKS = ("jobs", "auction")
+NODE_BENCHMARKS = ("jobs", "auction", "payments")
 
 QUICK: dict[str, list[str]] = {
     "ingest": ["--events", "5000", "--conns", "1,8", "--seconds", "10"],
@@ -62,6 +62,7 @@ QUICK: dict[str, list[str]] = {
     "fanout": ["--subs", "200", "--conns", "200", "--rounds", "5"],
     "jobs": ["--jobs", "100", "--seconds", "5", "--inflight", "16"],
     "auction": ["--auctions", "2"],
+    "payments": ["--jobs", "10", "--seconds", "2"],
     "memory": ["--size", "50000", "--fill-seconds", "20", "--conns", "200"],
 }
 

@@ -233,7 +233,14 @@ def _auction(bench: dict[str, Any]) -> str:
     )
 
 
-NODE_RENDERERS = {"jobs": _jobs, "auction": _auction}
+def _payments(bench: dict[str, Any]) -> str:
+    s, i = bench["settlement_to_processing"], bench["dev_invoices"]
+    rows = [[str(s["jobs"]), _n(s["p50_ms"], 1), _n(s["p99_ms"], 1), _n(i["per_second"], 1)]]
+    head = ["paid jobs", "settlement -> processing p50 ms", "p99 ms", "dev invoices/s"]
+    return "### payments (target: settlement -> processing <= 100 ms)\n\n" + _table(head, rows)
+
+
+NODE_RENDERERS = {"jobs": _jobs, "auction": _auction, "payments": _payments}
 
 
 def render(results: dict[str, Any]) -> str:

@@ -66,7 +66,7 @@ class Node:
         env = {**os.environ, "TIMMY_PASSPHRASE": PASSPHRASE}
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [*timmy(), "run", "--data", str(self.data), "--relay-port", str(self.port)],
+                [*timmy(), "run", "--data", str(self.data), "--relay-port", str(self.port), "--web-port", "0"],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )
 
