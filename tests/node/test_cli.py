@@ -355,7 +355,7 @@ def test_run_serves_until_sigterm(tmp_path, env):
     data = tmp_path / "node"
     init(data)
     child_env = {**os.environ, PASSPHRASE_ENV: PASS}
-    node = Process("run", "--data", str(data), "--relay-port", "0", env=child_env)
+    node = Process("run", "--data", str(data), "--relay-port", "0", "--web-port", "0", env=child_env)
     url = node.wait_for(r"relay ready at (ws://\S+),").group(1)
     node.wait_for("node running")
     node_hex = Keystore(data).load("node", PASS).public_key().to_hex()
