@@ -115,6 +115,10 @@ async def test_a_zap_on_a_job_request_pays_for_it_and_leaves_a_valid_receipt(nod
     assert checked.zapped_event == request.id
     ledger = await node["engine"].store.ledger()
     assert ledger["seller"]["paid"] == PRICE
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"{web.url}/metrics")).text
+    assert f'dvm_paid_msat_total{{agent="seller"}} {float(PRICE)}' in metrics
+    assert 'dvm_invoices_total{agent="seller"} 1.0' in metrics
 
 
 @pytest.mark.parametrize(
