@@ -369,6 +369,10 @@ def node_parts(config: NodeConfig, data_dir: Path, identities: Mapping[str, Keys
     from prometheus_client import CollectorRegistry
 
     node_signer, agent_signers = signers_of(identities)
+    if config.web.port == 0:
+        # The agents' lud16 and the LNURL callback name the web port before the
+        # server listens: pick the free port now.
+        config = config.with_overrides(web_port=_free_port(config.web.host))
     registry = CollectorRegistry()  # all the node's metrics, served at the relay's /metrics
     relay = EmbeddedRelay(relay_settings(config, node_signer.pubkey), data_dir / RELAY_DB, registry)
     links = Links(lambda: relay.url, config.federation.relays, node_signer)
@@ -376,6 +380,14 @@ def node_parts(config: NodeConfig, data_dir: Path, identities: Mapping[str, Keys
     engine = EnginePart(config, data_dir / NODE_DB, links, agent_signers, node_signer, registry, wallet)
     web = WebPart(config, engine, wallet, links, node_signer, registry)
     return [relay, links, wallet, engine, web]
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 async def serve(

@@ -41,8 +41,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import bolt11
@@ -337,7 +338,7 @@ class FakeNwcService:
     async def _get_balance(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"balance": self.balance_msat}
 
-    _HANDLERS = {
+    _HANDLERS: ClassVar[dict[str, Callable[[FakeNwcService, dict[str, Any]], Awaitable[dict[str, Any]]]]] = {
         "make_invoice": _make_invoice,
         "lookup_invoice": _lookup_invoice,
         "pay_invoice": _pay_invoice,
