@@ -87,6 +87,7 @@ class Billing:
         moved = await self.engine._move(
             job,
             Step.CHARGE,
+            info="" if self.wallet.real_money else "dev wallet: not real money",
             amount_msat=job.price_msat,
             bolt11=invoice.bolt11,
             feedback_extra=[["bolt12", offer]] if offer else (),
@@ -127,32 +128,35 @@ class Billing:
     async def _through_offer(self, s: Settlement) -> PaymentRecord | None:
         """A payment to an agent's BOLT12 offer naming a job in its payer note."""
         agent = self._offer_ids.get(s.offer_id) if s.offer_id else None
-        job = self.engine.jobs.get(s.payer_note.strip()) if agent else None
-        if agent is None or job is None or job.agent is None or job.agent.name != agent:
+        if agent is None:
             return None
-        return await self._record(s, job, agent, "offer")
-
-    async def _record(self, s: Settlement, job: Job, agent: str, source: str) -> PaymentRecord | None:
-        """Enter money that reached a job outside its quote, as a pending payment to settle."""
-        record = PaymentRecord(
-            s.payment_hash, job.id, agent, job.price_msat, 0, "", source, "pending", int(time.time()), None
-        )
-        try:
-            await self.engine.store.add_payment(record)
-        except sqlite3.IntegrityError:  # the same payment reported twice at once: the first one records it
-            return await self.engine.store.payment(s.payment_hash)
-        return record
+        return await self._record(s, s.payer_note.strip(), agent, "offer")
 
     async def _through_zap(self, s: Settlement) -> PaymentRecord | None:
         """A zap (settled through our LNURL server) on a job request or on its feedback."""
         zap = await self.engine.store.zap(s.payment_hash)
         if zap is None or not zap.target:
             return None
-        job_id = zap.target if zap.target in self.engine.jobs else await self.engine.store.job_of_event(zap.target)
-        job = self.engine.jobs.get(job_id or "")
-        if job is None or job.agent is None or job.agent.name != zap.agent:
+        store = self.engine.store
+        job_id = zap.target if await store.get(zap.target) else await store.job_of_event(zap.target)
+        return await self._record(s, job_id or "", zap.agent, "zap")
+
+    async def _record(self, s: Settlement, job_id: str, agent: str, source: str) -> PaymentRecord | None:
+        """Enter money that reached a job of ``agent`` outside its quote, as a pending payment.
+
+        None when it names no job of that agent: then it is a tip, not a payment.
+        """
+        job = await self.engine.store.get(job_id) if job_id else None
+        if job is None or job.agent != agent:
             return None
-        return await self._record(s, job, zap.agent, "zap")
+        record = PaymentRecord(
+            s.payment_hash, job_id, agent, job.price_msat or 0, 0, "", source, "pending", int(time.time()), None
+        )
+        try:
+            await self.engine.store.add_payment(record)
+        except sqlite3.IntegrityError:  # the same payment reported twice at once: the first one records it
+            return await self.engine.store.payment(s.payment_hash)
+        return record
 
     async def resume(self, job: Job) -> None:
         """After a restart: was the quote paid while the node was down?"""

@@ -44,7 +44,7 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import parse_qs, urlsplit
 
 from dvm.encryption import DecryptionFailed, Scheme, decrypt, encrypt
@@ -188,9 +188,7 @@ def settlement_of(transaction: dict[str, Any], label: str = "") -> Settlement | 
     settled = state == "settled" if state is not None else bool(transaction.get("settled_at"))
     payment_hash = transaction.get("payment_hash")
     preimage = transaction.get("preimage")
-    if not settled or not is_hex64(payment_hash) or not is_hex64(preimage):
-        return None
-    if hashlib.sha256(bytes.fromhex(preimage)).hexdigest() != payment_hash:
+    if not settled or not isinstance(payment_hash, str) or not _proves(preimage, payment_hash):
         return None
     return Settlement(
         payment_hash=payment_hash,
@@ -198,6 +196,14 @@ def settlement_of(transaction: dict[str, Any], label: str = "") -> Settlement | 
         preimage=preimage,
         settled_at=_int(transaction.get("settled_at")) or int(time.time()),
         label=label,
+    )
+
+
+def _proves(preimage: object, payment_hash: str) -> TypeGuard[str]:
+    """Whether ``preimage`` is the hex preimage of ``payment_hash``."""
+    return (
+        is_hex64(preimage)
+        and hashlib.sha256(bytes.fromhex(str(preimage))).hexdigest() == payment_hash
     )
 
 
@@ -311,13 +317,19 @@ class NwcWallet:
             if info.notifies_payments:
                 kinds.append(NOTIFICATION_KINDS[info.scheme])
             pool.subscribe(
-                "nwc", [{"kinds": kinds, "authors": [service], "#p": [self._signer.pubkey]}], self._on_event
+                "nwc",
+                [{"kinds": kinds, "authors": [service], "#p": [self._signer.pubkey]}],
+                self._on_event,
             )
             if not found:
-                log.warning("NWC service %s has no info event: assuming NIP-04, no notifications", service)
+                log.warning(
+                    "NWC service %s has no info event: assuming NIP-04, no notifications", service
+                )
             log.info(
                 "NWC wallet %s via %s: %s, notifications %s",
-                service, ", ".join(self._uri.relays), info.scheme,
+                service,
+                ", ".join(self._uri.relays),
+                info.scheme,
                 "on" if info.notifies_payments else "off",
             )
             self._info = info
@@ -355,7 +367,9 @@ class NwcWallet:
         if payment_hash != decoded.payment_hash:
             raise WalletError("NWC make_invoice: the payment hash is not the invoice's")
         if description_hash is not None and decoded.description_hash != description_hash.hex():
-            raise WalletError("NWC make_invoice: the invoice does not commit to the description hash")
+            raise WalletError(
+                "NWC make_invoice: the invoice does not commit to the description hash"
+            )
         expires_at = _int(made.get("expires_at")) or int(decoded.expiry_time)
         self._made[payment_hash] = _Made(label, expires_at)
         return Invoice(
@@ -439,7 +453,7 @@ class NwcWallet:
             params["amount"] = amount_msat
         paid = await self._request("pay_invoice", params)
         preimage = paid.get("preimage")
-        if not is_hex64(preimage) or hashlib.sha256(bytes.fromhex(preimage)).hexdigest() != decoded.payment_hash:
+        if not _proves(preimage, decoded.payment_hash):
             raise WalletError(
                 "NWC pay_invoice: the service's preimage does not match the invoice; "
                 "the payment may or may not have gone through"

@@ -44,6 +44,7 @@ async def test_a_priced_job_waits_for_payment_then_runs_once(relay, start_engine
     assert invoice.currency == "bcrt"  # regtest: not real money
     assert request.id in invoice.description
     assert quote.first_tag_value("bolt12").startswith("lno1")
+    assert quote.tags[0] == ["status", "payment-required", "dev wallet: not real money"]
     await asyncio.sleep(0.3)
     record = await engine.store.get(request.id)
     assert record.state.value == "payment_required"  # no work before payment

@@ -174,7 +174,8 @@ class FakeNwcService:
         if self.encryption is None:
             return ["nip04"]
         names = self.encryption.split()
-        return [s for s, name in (("nip44", "nip44_v2"), ("nip04", "nip04")) if name in names]
+        offered: list[tuple[Scheme, str]] = [("nip44", "nip44_v2"), ("nip04", "nip04")]
+        return [scheme for scheme, name in offered if name in names]
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -244,7 +245,9 @@ class FakeNwcService:
         if tag not in ("nip44_v2", "nip04") or scheme not in self.schemes:
             reply_scheme: Scheme = "nip44" if "?iv=" not in request.content else "nip04"
             error = {"code": "UNSUPPORTED_ENCRYPTION", "message": f"{tag} is not supported"}
-            await self._respond(request, reply_scheme, {"result_type": "", "error": error, "result": None})
+            await self._respond(
+                request, reply_scheme, {"result_type": "", "error": error, "result": None}
+            )
             return
         plaintext, _ = decrypt(self.signer, request.pubkey, request.content)
         body = json.loads(plaintext)
@@ -263,7 +266,11 @@ class FakeNwcService:
                 raise NwcRefusal("NOT_IMPLEMENTED", f"{method} is not implemented")
             result = await handler(self, params)
         except NwcRefusal as refusal:
-            answer = {"result_type": method, "error": {"code": refusal.code, "message": str(refusal)}, "result": None}
+            answer = {
+                "result_type": method,
+                "error": {"code": refusal.code, "message": str(refusal)},
+                "result": None,
+            }
         else:
             answer = {"result_type": method, "error": None, "result": result}
         await self._respond(request, scheme, answer)
@@ -278,7 +285,10 @@ class FakeNwcService:
         if not self.notifications:
             return
         body = json.dumps(
-            {"notification_type": "payment_received", "notification": invoice.transaction(time.time())}
+            {
+                "notification_type": "payment_received",
+                "notification": invoice.transaction(time.time()),
+            }
         )
         kinds = {"nip44": NOTIFICATION_NIP44_KIND, "nip04": NOTIFICATION_NIP04_KIND}
         for scheme in self.schemes:
@@ -338,7 +348,9 @@ class FakeNwcService:
     async def _get_balance(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"balance": self.balance_msat}
 
-    _HANDLERS: ClassVar[dict[str, Callable[[FakeNwcService, dict[str, Any]], Awaitable[dict[str, Any]]]]] = {
+    _HANDLERS: ClassVar[
+        dict[str, Callable[[FakeNwcService, dict[str, Any]], Awaitable[dict[str, Any]]]]
+    ] = {
         "make_invoice": _make_invoice,
         "lookup_invoice": _lookup_invoice,
         "pay_invoice": _pay_invoice,
@@ -346,7 +358,13 @@ class FakeNwcService:
     }
 
     def _encode(
-        self, amount: int, payment_hash: str, now: int, expiry: int, description: str, description_hash: str
+        self,
+        amount: int,
+        payment_hash: str,
+        now: int,
+        expiry: int,
+        description: str,
+        description_hash: str,
     ) -> str:
         tags = Tags()
         tags.add(TagChar.payment_hash, payment_hash)

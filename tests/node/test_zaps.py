@@ -115,6 +115,21 @@ async def test_a_zap_on_a_job_request_pays_for_it_and_leaves_a_valid_receipt(nod
     assert checked.zapped_event == request.id
     ledger = await node["engine"].store.ledger()
     assert ledger["seller"]["paid"] == PRICE
+    # The same customer zaps again: no second run, and the money is owed back.
+    again = _zap_request(signer, agent.pubkey, node["relay"].url, PRICE, target=request.id)
+    async with httpx.AsyncClient() as http:
+        second = (
+            await http.get(f"{web.url}/lnurlp/seller/callback", params={"amount": PRICE, "nostr": again})
+        ).json()
+    await node["wallet"].wallet.pay(second["pr"])
+    for _ in range(100):
+        if len(await link.query([{"kinds": [9735], "#e": [request.id]}])) == 2:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    assert len(await link.query([{"kinds": [6001], "#e": [request.id]}])) == 1
+    ledger = await node["engine"].store.ledger()
+    assert ledger["seller"] == {"paid": PRICE, "refund_owed": PRICE, "pending": PRICE}  # + the unused quote
     async with httpx.AsyncClient() as http:
         metrics = (await http.get(f"{web.url}/metrics")).text
     assert f'dvm_paid_msat_total{{agent="seller"}} {float(PRICE)}' in metrics

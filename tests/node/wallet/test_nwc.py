@@ -101,7 +101,9 @@ def foreign_invoice(amount_msat: int = 5_000) -> str:
     tags.add(TagChar.payment_hash, os.urandom(32).hex())
     tags.add(TagChar.payment_secret, os.urandom(32).hex())
     tags.add(TagChar.description, "elsewhere")
-    invoice = Bolt11(currency="bcrt", date=int(time.time()), tags=tags, amount_msat=MilliSatoshi(amount_msat))
+    invoice = Bolt11(
+        currency="bcrt", date=int(time.time()), tags=tags, amount_msat=MilliSatoshi(amount_msat)
+    )
     return str(bolt11.encode(invoice, os.urandom(32).hex()))
 
 
@@ -297,7 +299,9 @@ async def test_every_error_answer_to_pay_invoice_is_payment_failed(
     assert str(failed.value) == f"NWC pay_invoice: {code}: refused"
 
 
-async def test_an_offer_is_not_payable_and_there_are_none(wallet: NwcWallet, service: FakeNwcService):
+async def test_an_offer_is_not_payable_and_there_are_none(
+    wallet: NwcWallet, service: FakeNwcService
+):
     with pytest.raises(PaymentFailed, match="BOLT12"):
         await wallet.pay("lno1qgsqvgnwgcg35z6ee2h3yczraddm72xrfua9uve2rlrm9deu7xyfzrc")
     with pytest.raises(PaymentFailed, match="not a BOLT11 invoice"):
@@ -436,7 +440,11 @@ async def test_the_secret_never_reaches_logs_errors_or_repr(
     await until(lambda: len(settled) == 1)
     service.errors["get_balance"] = ("INTERNAL", "boom")
     service.unanswered.add("lookup_invoice")
-    for call in (wallet.pay(foreign_invoice()), wallet.balance(), wallet.lookup(invoice.payment_hash)):
+    for call in (
+        wallet.pay(foreign_invoice()),
+        wallet.balance(),
+        wallet.lookup(invoice.payment_hash),
+    ):
         with pytest.raises(WalletError) as failed:
             await call
         texts.append(str(failed.value))
@@ -450,7 +458,9 @@ async def test_the_secret_never_reaches_logs_errors_or_repr(
     assert secret.upper() not in caplog.text
 
 
-async def test_stop_is_prompt_and_fails_what_waits(wallets: MakeWallet, start_service: StartService):
+async def test_stop_is_prompt_and_fails_what_waits(
+    wallets: MakeWallet, start_service: StartService
+):
     service = await start_service(notifications=False)
     wallet = wallets(service.uri, timeout=10.0)
     await wallet.start(lambda _: None)
