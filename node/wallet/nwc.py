@@ -63,6 +63,7 @@ URI_SCHEMES = ("nostr+walletconnect", "nostrwalletconnect")
 
 MAX_ERROR_MESSAGE = 300  # the service's own words, quoted in ours
 REPORTED_MEMORY = 10_000  # payment hashes already handed to on_settled
+PARALLEL_LOOKUPS = 8  # lookup_invoice requests in flight at once while watching invoices
 
 
 class NwcError(WalletError):
@@ -247,6 +248,7 @@ class NwcWallet:
         self._poll_interval = poll_interval
         self._reconcile_interval = reconcile_interval
         self._connecting = asyncio.Lock()
+        self._lookups = asyncio.Semaphore(PARALLEL_LOOKUPS)
         self._pool: RelayPool | None = None
         self._info: ServiceInfo | None = None
         self._answers: dict[str, asyncio.Future[object]] = {}  # request id -> decrypted answer
@@ -402,13 +404,14 @@ class NwcWallet:
                     del self._made[payment_hash]  # kept till now for its label
             watched = [(h, made) for h, made in self._made.items() if not made.reported]
             answers = await asyncio.gather(
-                *(self.lookup(payment_hash) for payment_hash, _ in watched), return_exceptions=True
+                *(self._lookup_watched(payment_hash) for payment_hash, _ in watched),
+                return_exceptions=True,
             )
-            failures: list[WalletError] = []
+            failures: list[Exception] = []
             for (payment_hash, made), answer in zip(watched, answers, strict=True):
                 if isinstance(answer, Settlement):
                     self._report(answer)
-                elif isinstance(answer, WalletError):
+                elif isinstance(answer, Exception):
                     failures.append(answer)
                 elif isinstance(answer, BaseException):
                     raise answer
@@ -416,6 +419,10 @@ class NwcWallet:
                     self._made.pop(payment_hash, None)
             if failures:
                 log.warning("NWC: %d invoice lookups failed: %s", len(failures), failures[0])
+
+    async def _lookup_watched(self, payment_hash: str) -> Settlement | None:
+        async with self._lookups:  # a round of many invoices must not flood the service
+            return await self.lookup(payment_hash)
 
     def _report(self, settlement: Settlement) -> None:
         if self._on_settled is None or settlement.payment_hash in self._reported:
