@@ -40,8 +40,8 @@ def decrypt(signer: Signer, sender: str, payload: str) -> tuple[str, Scheme]:
 def encrypt(signer: Signer, recipient: str, plaintext: str, scheme: Scheme) -> str:
     secret, peer = _keys(signer, recipient)
     if scheme == "nip04":
-        return nostr_sdk.nip04_encrypt(secret, peer, plaintext)
-    return nostr_sdk.nip44_encrypt(secret, peer, plaintext, nostr_sdk.Nip44Version.V2)
+        return str(nostr_sdk.nip04_encrypt(secret, peer, plaintext))
+    return str(nostr_sdk.nip44_encrypt(secret, peer, plaintext, nostr_sdk.Nip44Version.V2))
 
 
 def _keys(signer: Signer, peer: str) -> tuple[nostr_sdk.SecretKey, nostr_sdk.PublicKey]:

@@ -235,10 +235,10 @@ class Engine:
             await self._move(job, Step.DECLINE)  # meant for other providers
             return
         candidates = [a for a in (addressed or self.agents) if event.kind in a.handlers]
-        responder = (addressed or candidates or [None])[0]
-        if responder is None:
+        if not addressed and not candidates:
             await self._move(job, Step.DECLINE)
             return
+        responder = (addressed or candidates)[0]
         job.agent = responder
         try:
             job.request = self._parse(job, responder)

@@ -24,6 +24,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 from node.wallet import Invoice, OnSettled, Payment, PaymentFailed, Settlement, WalletError
 
@@ -236,13 +237,12 @@ class DevWallet:
         assert self._db is not None, "open() first"
         self._db.execute(sql, args)
 
-    def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         assert self._db is not None, "open() first"
         return self._db.execute(sql, args).fetchall()
 
     def _db_one(self, sql: str) -> int:
-        rows = self._rows(sql)
-        return int(rows[0][0])  # type: ignore[call-overload]
+        return int(self._rows(sql)[0][0])
 
 
 _SETTLED = (
@@ -250,11 +250,9 @@ _SETTLED = (
 )
 
 
-def _settlement(row: tuple[object, ...]) -> Settlement:
+def _settlement(row: tuple[Any, ...]) -> Settlement:
     payment_hash, amount, preimage, paid_at, label, note, offer_id, _ = row
-    return Settlement(
-        str(payment_hash), int(amount), str(preimage), int(paid_at), str(label), str(note), str(offer_id)  # type: ignore[call-overload]
-    )
+    return Settlement(payment_hash, amount, preimage, paid_at, label, note, offer_id)
 
 
 def _pubkey33(secret: bytes) -> bytes:
