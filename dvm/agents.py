@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -110,20 +110,24 @@ class LocalAward:
     price_msat: int
 
 
-def local_auction(agents: Sequence[Agent], request: JobRequest) -> LocalAward | None:
+def local_auction(
+    agents: Sequence[Agent], request: JobRequest, reputation: Callable[[str], float] | None = None
+) -> LocalAward | None:
     """Sealed-bid second-price auction among this node's agents for one request.
 
     Bids are the agents' asks (their declared cost models). The lowest ask
     within the customer's ``bid`` wins; it is paid the second-lowest ask, or
-    its own when it is alone. Ties go to the lower public key, which every
-    node computes the same way. None when no ask fits the customer's bid.
+    its own when it is alone. Ties go to the higher reputation, then to the
+    lower public key, which every node computes the same way. None when no
+    ask fits the customer's bid.
     """
-    asks = sorted((agent.ask_msat(request), agent.pubkey, agent) for agent in agents)
+    rep = reputation or (lambda pubkey: 0.0)
+    asks = sorted((agent.ask_msat(request), -rep(agent.pubkey), agent.pubkey, agent) for agent in agents)
     if request.bid_msat is not None:
         asks = [a for a in asks if a[0] <= request.bid_msat]
     if not asks:
         return None
-    ask, _, winner = asks[0]
+    ask, _, _, winner = asks[0]
     price = asks[1][0] if len(asks) > 1 else ask
     return LocalAward(winner, ask, price)
 

@@ -78,6 +78,12 @@ class Bidding:
             log.info("job %s: auction closed for commitments; not bidding", job.id[:12])
             await self.engine._move(job, Step.DECLINE)
             return
+        if terms.min_reputation is not None and self.engine.reputation(agent.pubkey) < terms.min_reputation:
+            # By our own reckoning the awarder would not count this bid.
+            log.info("job %s: %s is below min_reputation %g; not bidding", job.id[:12], agent.name,
+                     terms.min_reputation)
+            await self.engine._move(job, Step.DECLINE)
+            return
         nonce = secrets.token_hex(32)
         tags = auction.commit_tags(terms, agent.pubkey, ask_msat, nonce)
         commit = agent.signer.sign(auction.COMMIT_KIND, "", tags, created_at=now)
@@ -155,7 +161,9 @@ class Bidding:
         self, job: Job, terms: auction.AuctionTerms
     ) -> auction.PublishedAward | None:
         events = await self._query(job, [auction.COMMIT_KIND, auction.REVEAL_KIND])
-        decided = auction.decide(terms, events, received_at=self._received.get(job.id))
+        decided = auction.decide(
+            terms, events, received_at=self._received.get(job.id), reputation=self.engine.reputation
+        )
         winner = decided.winner
         assert job.agent is not None
         if winner is None or winner.bidder != job.agent.pubkey:

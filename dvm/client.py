@@ -282,3 +282,44 @@ def _opens_auction(request: Event) -> bool:
     return request.first_tag_value("param") is not None and any(
         tag[:3] == ["param", "auction", auction.AUCTION_TYPE] for tag in request.tags
     )
+
+
+# --- zaps ------------------------------------------------------------------------------
+
+
+async def zap(link: RelayLink, signer: Signer, recipient: str, event_id: str, amount_msat: int, pay: Pay) -> str:
+    """Zap ``event_id`` by ``recipient`` (NIP-57): its lud16, a signed zap request, pay; the invoice."""
+    import httpx
+
+    from nips import nip57
+
+    profiles = await link.query([{"kinds": [0], "authors": [recipient], "limit": 1}])
+    try:
+        lud16 = str(orjson.loads(profiles[0].content)["lud16"]) if profiles else ""
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        lud16 = ""
+    name, _, domain = lud16.partition("@")
+    if not name or not domain:
+        raise JobFailed("the agent's profile has no lud16: it cannot be zapped")
+    # LUD-16 says https; a bare IP or a host:port (a node on one machine) is served over http.
+    scheme = "http" if ":" in domain or domain.replace(".", "").isdigit() else "https"
+    request = signer.sign(
+        nip57.ZAP_REQUEST_KIND, "",
+        [["p", recipient], ["e", event_id], ["relays", link.url], ["amount", str(amount_msat)]],
+        created_at=int(time.time()),
+    )
+    async with httpx.AsyncClient(timeout=10) as http:
+        try:
+            pay_request = (await http.get(f"{scheme}://{domain}/.well-known/lnurlp/{name}")).json()
+            if not pay_request.get("allowsNostr"):
+                raise JobFailed("the agent's LNURL server does not take zaps")
+            answer = (
+                await http.get(pay_request["callback"], params={"amount": amount_msat, "nostr": request.raw})
+            ).json()
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            raise JobFailed(f"LNURL request failed: {exc}") from None
+    invoice = answer.get("pr")
+    if not invoice:
+        raise JobFailed(f"no invoice: {answer.get('reason', 'no reason given')}")
+    await pay(invoice, amount_msat)
+    return str(invoice)

@@ -114,6 +114,7 @@ class Engine:
         retired_signers: Mapping[str, Signer] | None = None,
         wallet: Wallet | None = None,
         lnurl_domain: str = "",
+        services: Mapping[str, Any] | None = None,
         metrics: JobMetrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -137,6 +138,7 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bidding: Bidding | None = None
         self.billing = Billing(self, wallet)
+        self.services: dict[str, Any] = dict(services or {})  # for handlers: JobContext.services
         self.lnurl_domain = lnurl_domain  # agents' lud16 is name@domain when the web app serves LNURL
         self.replies = RelayPool([])  # customers' relays (NIP-90 `relays` tag)
         self._sent: list[str] = []  # published, not yet marked sent in the store
@@ -249,7 +251,7 @@ class Engine:
             await self._fail(job, f"kind {event.kind} is not served by this agent")
             return
         request = job.request
-        award = local_auction(candidates, request)
+        award = local_auction(candidates, request, self.reputation)
         if award is None:
             cheapest = min(candidates, key=lambda a: a.ask_msat(request))
             job.agent = cheapest
@@ -312,6 +314,11 @@ class Engine:
             return
         self.run(job)
 
+    def reputation(self, pubkey: str) -> float:
+        """0-100 from the node's reputation service; 0 everywhere when it runs none."""
+        service = self.services.get("reputation")
+        return float(service.rank(pubkey)) if service is not None else 0.0
+
     def run(self, job: Job) -> None:
         job.task = self._spawn(self._execute(job))
 
@@ -363,6 +370,7 @@ class Engine:
             settings=agent.settings_for(handler),
             stop=job.stop,
             progress=progress,
+            services=self.services,
         )
         output: Output = await asyncio.wait_for(handler.run(ctx), agent.config.time_limit_seconds)
         return output
@@ -518,6 +526,7 @@ class Engine:
         if request.encrypted and job.scheme is not None:
             content = encrypt(agent.signer, request.customer, content, job.scheme)
         tags = result_tags(request, amount_msat=job.price_msat, relay_hint=self.public_relay)
+        tags += [list(tag) for tag in output.tags]
         return agent.signer.sign(result_kind(request.kind), content, tags, created_at=int(self.clock()))
 
     async def _publish(self, job: Job | None, events: Sequence[Event]) -> None:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from relay.server import RelayServer
     from relay.settings import RelaySettings
     from relay.store.sqlite import SqliteStore
+    from reputation.service import ReputationService
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +214,35 @@ def open_wallet(settings: WalletSettings, data_dir: Path, node_signer: Signer) -
     return NwcWallet(uri)
 
 
+class ReputationPart:
+    """The reputation service, reading through the links; the engine and handlers use it."""
+
+    name = "reputation"
+
+    def __init__(self, config: NodeConfig, links: Links, node_signer: Signer, agents: Callable[[], list[str]]) -> None:
+        self.config = config
+        self.links = links
+        self.node_signer = node_signer
+        self.agents = agents
+        self.service: ReputationService | None = None
+
+    async def start(self) -> None:
+        from reputation.service import ReputationService
+
+        settings = self.config.reputation
+        self.service = ReputationService(
+            self.links.pool,
+            roots=settings.roots or (self.node_signer.pubkey,),
+            signer=self.node_signer if settings.publish_assertions else None,
+            subjects=self.agents,
+        )
+        await self.service.start()
+
+    async def stop(self) -> None:
+        if self.service is not None:
+            await self.service.stop()
+
+
 class EnginePart:
     """The job engine and its database, ``node.sqlite3``."""
 
@@ -227,11 +257,13 @@ class EnginePart:
         node_signer: Signer,
         registry: CollectorRegistry | None = None,
         wallet: WalletPart | None = None,
+        reputation: ReputationPart | None = None,
     ) -> None:
         self.config = config
         self.db_path = db_path
         self.links = links
         self.wallet = wallet
+        self.reputation = reputation
         self.signers = signers  # by agent name, including agents removed from the config
         self.node_signer = node_signer
         self.registry = registry
@@ -261,6 +293,7 @@ class EnginePart:
             retired_signers={n: s for n, s in self.signers.items() if n not in configured},
             wallet=self.wallet.wallet if self.wallet else None,
             lnurl_domain=self.config.web.base_url().split("://", 1)[1] if self.wallet else "",
+            services={"reputation": self.reputation.service} if self.reputation else {},
             metrics=JobMetrics(self.registry),
         )
         if self.wallet is not None:
@@ -377,9 +410,15 @@ def node_parts(config: NodeConfig, data_dir: Path, identities: Mapping[str, Keys
     relay = EmbeddedRelay(relay_settings(config, node_signer.pubkey), data_dir / RELAY_DB, registry)
     links = Links(lambda: relay.url, config.federation.relays, node_signer)
     wallet = WalletPart(config.wallet, data_dir, node_signer)
-    engine = EnginePart(config, data_dir / NODE_DB, links, agent_signers, node_signer, registry, wallet)
+    configured = [a.name for a in config.agents]
+    reputation = ReputationPart(
+        config, links, node_signer, lambda: [agent_signers[n].pubkey for n in configured if n in agent_signers]
+    )
+    engine = EnginePart(
+        config, data_dir / NODE_DB, links, agent_signers, node_signer, registry, wallet, reputation
+    )
     web = WebPart(config, engine, wallet, links, node_signer, registry)
-    return [relay, links, wallet, engine, web]
+    return [relay, links, wallet, reputation, engine, web]
 
 
 def _free_port(host: str) -> int:

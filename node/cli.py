@@ -8,6 +8,8 @@
                      [--auction] [--to NPUB] [--relay URL] [--encrypt]
     timmy agents [--relay URL] [--json]
     timmy audit REQUEST_ID [--relay URL] [--json]
+    timmy job rate REQUEST_ID --label L [--comment TEXT] [--zap SATS] [--preimage HEX]
+    timmy reputation NPUB|HEX [--explain] [--json] [--relay URL]
     timmy pay INVOICE|OFFER [--amount MSAT] [--note TEXT]
     timmy wallet [--agent NAME] [--json]
 
@@ -149,6 +151,26 @@ def _add_client(commands: Any, data: argparse.ArgumentParser) -> None:
     audit.add_argument("request_id", metavar="REQUEST_ID", help="the request event id (hex or note/nevent)")
     audit.add_argument("--json", action="store_true", help="print the verdict as JSON")
     audit.set_defaults(command=cmd_audit)
+    rate = job_commands.add_parser(
+        "rate",
+        parents=[data, relay],
+        help="rate the agent that did a job you requested (a kind 1985 ai.wot label)",
+    )
+    rate.add_argument("request_id", metavar="REQUEST_ID")
+    rate.add_argument("--label", required=True,
+                      choices=("service-quality", "work-completed", "warning", "dispute"))
+    rate.add_argument("--comment", default="", help="why (required for warning and dispute)")
+    rate.add_argument("--preimage", default="", metavar="HEX",
+                      help="the preimage you got when paying: proves the payment to anyone")
+    rate.add_argument("--zap", type=int, metavar="SATS", help="zap your rating (ai.wot zap weight)")
+    rate.set_defaults(command=cmd_job_rate)
+    reputation = commands.add_parser(
+        "reputation", parents=[data, relay], help="the reputation of a pubkey, with its explanation"
+    )
+    reputation.add_argument("pubkey", metavar="NPUB|HEX")
+    reputation.add_argument("--explain", action="store_true", help="list the events that moved it")
+    reputation.add_argument("--json", action="store_true")
+    reputation.set_defaults(command=cmd_reputation)
     pay = commands.add_parser(
         "pay",
         parents=[data],
@@ -364,9 +386,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def _print_keys(config: NodeConfig, store: Keystore, data: Path) -> None:
     """One line per key: role, name, npub; configured keys first, then leftovers."""
-    from node.keys import NODE_KEY, agent_key_name
+    from node.keys import CUSTOMER_KEY, NODE_KEY, agent_key_name
 
-    rows = [("node", config.node.name, NODE_KEY)]
+    rows = [("node", config.node.name, NODE_KEY), ("customer", "customer", CUSTOMER_KEY)]
     rows += [("agent", agent.name, agent_key_name(agent.name)) for agent in config.agents]
     configured = {key for _, _, key in rows}
     leftovers = [name for name in store.names() if name not in configured]
@@ -377,15 +399,15 @@ def _print_keys(config: NodeConfig, store: Keystore, data: Path) -> None:
             if store.exists(key)
             else f"(no key: run `timmy init --data {data}`)"
         )
-        print(f"{role:<5}  {name:<{width}}  {npub}")
+        print(f"{role:<8}  {name:<{width}}  {npub}")
     for key in leftovers:
-        print(f"{'-':<5}  {key:<{width}}  {store.public_key(key)}  (not in {CONFIG_FILE})")
+        print(f"{'-':<8}  {key:<{width}}  {store.public_key(key)}  (not in {CONFIG_FILE})")
 
 
 def _key_names(config: NodeConfig) -> list[str]:
-    from node.keys import NODE_KEY, agent_key_name
+    from node.keys import CUSTOMER_KEY, NODE_KEY, agent_key_name
 
-    return [NODE_KEY] + [agent_key_name(agent.name) for agent in config.agents]
+    return [NODE_KEY, CUSTOMER_KEY] + [agent_key_name(agent.name) for agent in config.agents]
 
 
 # --- client commands -----------------------------------------------------------------
@@ -474,7 +496,7 @@ def cmd_job_submit(args: argparse.Namespace) -> int:
         raise CliError("--encrypt needs --to: params are encrypted to one provider")
     if spec.encrypt and spec.auction_seconds:
         raise CliError("--encrypt and --auction do not mix: every bidder must read the terms")
-    signer = Signer(os.urandom(32))  # a fresh customer identity per job
+    signer = _customer(args.data) or Signer(os.urandom(32))  # a fresh identity without a node
 
     def show(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -634,6 +656,134 @@ def cmd_wallet(args: argparse.Namespace) -> int:
         v = rows.get(name, {})
         print(f"{name:<16} " + " ".join(f"{v.get(s, 0):>12,}" for s in states))
     return 0
+
+
+def _customer(data: Path) -> Any:
+    """The node's customer identity (``keys/customer``), the one that hires and rates; None if absent."""
+    from nips.nip01 import Signer
+    from node.keys import CUSTOMER_KEY, Keystore
+
+    if not (data / CONFIG_FILE).exists() or not Keystore(data).exists(CUSTOMER_KEY):
+        return None
+    keys = _unlock_names([CUSTOMER_KEY], data)[CUSTOMER_KEY]
+    return Signer(keys.secret_key().to_hex())
+
+
+def cmd_job_rate(args: argparse.Namespace) -> int:
+    import time
+
+    from dvm import client
+    from reputation.labels import LabelError, attestation_tags
+
+    signer = _customer(args.data)
+    if signer is None:
+        raise CliError(f"no customer key in {args.data}: create it with `timmy init --data {args.data}`")
+    request_id = _event_id(args.request_id)
+    if args.label in ("warning", "dispute") and not args.comment:
+        raise CliError(f"--label {args.label} needs --comment: say what went wrong")
+
+    async def work(link: Any) -> int:
+        request, events = await client.fetch_job(link, request_id)
+        if request is None:
+            raise CliError(f"request {request_id} not found on the relay")
+        if request.pubkey != signer.pubkey:
+            raise CliError("that job was not requested by this node's customer key; only its customer rates it")
+        results = [e for e in events if 6000 <= e.kind <= 6999 and e.first_tag_value("e") == request_id]
+        answers = results or [e for e in events if e.kind == 7000 and e.first_tag_value("e") == request_id]
+        if not answers:
+            raise CliError("no agent answered that job: nothing to rate")
+        rated = answers[0]
+        try:
+            tags = attestation_tags(rated.pubkey, args.label, event_ref=rated.id)
+        except LabelError as exc:
+            raise CliError(str(exc)) from None
+        if args.preimage:
+            tags.append(["preimage", args.preimage])
+        label = signer.sign(1985, args.comment or "", tags, created_at=int(time.time()))
+        ok, message = await link.publish(label)
+        if not ok:
+            raise CliError(f"the relay refused the rating: {message}")
+        print(f"rated {rated.pubkey} {args.label}: {label.id}")
+        if args.zap:
+            wallet = _open_wallet(args.data)
+
+            async def pay(bolt11: str, amount_msat: int) -> None:
+                await _paying(wallet, lambda w: w.pay(bolt11))
+
+            try:
+                await client.zap(link, signer, rated.pubkey, label.id, args.zap * 1000, pay)
+            except client.JobFailed as exc:
+                raise CliError(f"the rating is published but the zap failed: {exc}") from None
+            print(f"zapped {args.zap} sats on the rating")
+        return 0
+
+    return int(_with_link(_relay_url(args), work))
+
+
+def cmd_reputation(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from node.links import RelayPool
+    from reputation.service import ReputationService
+
+    target = _hex_key(args.pubkey, "pubkey")
+    roots = _roots(args.data)
+
+    async def work() -> Any:
+        pool = RelayPool([_relay_url(args)])
+        await pool.start()
+        try:
+            service = ReputationService(pool, roots=roots)
+            await service.load()
+            return service
+        finally:
+            await pool.stop()
+
+    logging.basicConfig(level=logging.ERROR, format="timmy: %(message)s")
+    service = asyncio.run(work())
+    report = service.score(target)
+    wot = service.aiwot(target)
+    trust = service.ranks.rank(target) if service.ranks is not None else 0.0
+    contributions = report.contributions if report is not None else ()
+    if args.json:
+        print(json.dumps({
+            "pubkey": target,
+            "score": report.score if report else 0.0,
+            "aiwot": {"score": wot.display, "raw": wot.raw, "diversity": wot.diversity},
+            "trust": trust,
+            "roots": roots,
+            "explanation": [_explained(c) for c in contributions] if args.explain else None,
+        }))
+        return 0
+    print(f"pubkey      {target}")
+    print(f"score       {report.score if report else 0.0:.1f} / 100  (Timmy: trust from {len(roots)} root(s), paid work)")
+    print(f"ai.wot      {wot.display:.1f} / 100  (diversity {wot.diversity:.2f})")
+    print(f"trust       {trust:.6f}  (personalized PageRank)")
+    if args.explain:
+        for c in contributions:
+            row = _explained(c)
+            mark = f"{row['weight']:+8.3f}" if c.counted else f"   ({c.why_not})"
+            factors = ", ".join(f"{k} {v:.3g}" for k, v in c.factors)
+            print(f"  {mark}  {c.attestation.label:<19} by {c.attestation.attester[:16]}  {factors}")
+    return 0
+
+
+def _explained(c: Any) -> dict[str, Any]:
+    a = c.attestation
+    return {"event": a.id, "attester": a.attester, "label": a.label, "weight": c.weight,
+            "factors": dict(c.factors), "counted": c.counted, "why_not": c.why_not,
+            "paid_msat": a.paid_msat, "zap_sats": a.zap_sats}
+
+
+def _roots(data: Path) -> list[str]:
+    """The trust roots of node.toml; the node's key when it names none."""
+    from node.keys import NODE_KEY, Keystore
+
+    config = _load_config(data)
+    if config.reputation.roots:
+        return list(config.reputation.roots)
+    return [_hex_key(Keystore(data).public_key(NODE_KEY), "node key")]
 
 
 def _load_config(data: Path) -> NodeConfig:

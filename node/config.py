@@ -85,6 +85,15 @@ class EngineSettings:
     wait_limit_seconds: int = 3600
 
 
+@dataclass(frozen=True, slots=True)
+class ReputationSettings:
+    # Trust flows from these keys (hex or npub) through follows and
+    # attestations. Empty means the node's own key.
+    roots: tuple[str, ...] = ()
+    # Publish NIP-85 kind 30382 rank assertions for the agents the node knows.
+    publish_assertions: bool = True
+
+
 WALLET_BACKENDS = ("dev", "cln", "lnd", "nwc")
 
 
@@ -109,6 +118,11 @@ DEFAULT_AGENTS = (
     AgentConfig("summarizer", "Summarizes text and notes.", kinds=(5001,)),
     AgentConfig("pow", "Computes proof-of-work (NIP-13) for events.", kinds=(5970,)),
     AgentConfig(
+        "reputation",
+        "Answers 'verify reputation' (kind 5312) from this node's web of trust.",
+        kinds=(5312,),
+    ),
+    AgentConfig(
         "writer",
         "Writes text with a language model (needs settings.textgen.endpoint).",
         kinds=(5050,),
@@ -125,6 +139,7 @@ class NodeConfig:
     federation: FederationSettings = field(default_factory=FederationSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     wallet: WalletSettings = field(default_factory=WalletSettings)
+    reputation: ReputationSettings = field(default_factory=ReputationSettings)
     agents: tuple[AgentConfig, ...] = DEFAULT_AGENTS
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
@@ -302,8 +317,10 @@ def _normalized(config: NodeConfig) -> NodeConfig:
         ),
     )
     operator = relay.operator_pubkey and _pubkey_hex("relay.operator_pubkey", relay.operator_pubkey)
+    roots = tuple(_pubkey_hex(f"reputation.roots[{i}]", k) for i, k in enumerate(config.reputation.roots))
     return dataclasses.replace(
         config,
+        reputation=dataclasses.replace(config.reputation, roots=roots),
         relay=dataclasses.replace(relay, auth=auth, operator_pubkey=operator),
         logging=LoggingSettings(config.logging.level.upper()),
     )

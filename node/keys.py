@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 KEYS_DIR = "keys"
 NODE_KEY = "node"
+CUSTOMER_KEY = "customer"  # the identity the node's operator hires and rates agents with
 PASSPHRASE_ENV = "TIMMY_PASSPHRASE"
 DEV_PASSPHRASE_FILE = "dev-passphrase"
 # NIP-49: 16 is 64 MiB and ~0.3-0.5 s per key here; each extra step doubles both.

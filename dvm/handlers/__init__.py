@@ -18,7 +18,7 @@ import pkgutil
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from nips.nip90 import JobRequest
 
@@ -33,6 +33,7 @@ class HandlerError(Exception):
 class Output:
     content: str
     mime: str = "text/plain"
+    tags: tuple[tuple[str, ...], ...] = ()  # extra tags for the result event, e.g. ("sort", "globalPagerank")
 
 
 async def _no_progress(info: str, partial: str = "") -> None:
@@ -54,6 +55,8 @@ class JobContext:
     stop: threading.Event = field(default_factory=threading.Event)
     # Publishes `partial` feedback: progress("3/10 chunks", sample_text).
     progress: Callable[..., Awaitable[None]] = _no_progress
+    # The node's services a handler may use, by name (e.g. "reputation").
+    services: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Handler(Protocol):

@@ -127,7 +127,7 @@ async def test_the_whole_node_serves_a_job_and_reports_it_in_metrics(tmp_path):
     config = loads('[relay]\nport = 0\n[web]\nport = 0\n[[agents]]\nname = "summarizer"\nkinds = [5001]\n')
     identities = {"node": Keys.generate(), "agent-summarizer": Keys.generate()}
     parts = node_parts(config, tmp_path, identities)
-    assert [p.name for p in parts] == ["relay", "links", "wallet", "engine", "web"]
+    assert [p.name for p in parts] == ["relay", "links", "wallet", "reputation", "engine", "web"]
     started = []
     try:
         for part in parts:

@@ -112,7 +112,9 @@ def test_init_creates_config_and_private_keys(tmp_path, env, capsys):
     assert mode(data) == 0o700
     assert mode(data / "keys") == 0o700
     store = Keystore(data)
-    assert store.names() == ["agent-pow", "agent-summarizer", "agent-writer", "node"]
+    assert store.names() == [
+        "agent-pow", "agent-reputation", "agent-summarizer", "agent-writer", "customer", "node"
+    ]
     for path in (data / "keys").iterdir():
         assert mode(path) == 0o600
     out = capsys.readouterr().out
@@ -146,7 +148,9 @@ def test_init_again_adds_only_missing_keys(tmp_path, env, capsys):
     with (data / "node.toml").open("a") as f:
         f.write('\n[[agents]]\nname = "echo"\nkinds = [5050]\n')
     assert init(data) == 0
-    assert store.names() == ["agent-echo", "agent-pow", "agent-summarizer", "agent-writer", "node"]
+    assert store.names() == [
+        "agent-echo", "agent-pow", "agent-reputation", "agent-summarizer", "agent-writer", "customer", "node"
+    ]
     for name, content in before.items():
         assert (store.dir / f"{name}.ncryptsec").read_bytes() == content
     assert "keeping the existing" in capsys.readouterr().err
@@ -229,8 +233,10 @@ def test_keys_prints_each_npub_with_its_name(tmp_path, env, capsys):
     store = Keystore(data)
     assert [line.split() for line in lines] == [
         ["node", "timmy", store.public_key("node")],
+        ["customer", "customer", store.public_key("customer")],
         ["agent", "summarizer", store.public_key("agent-summarizer")],
         ["agent", "pow", store.public_key("agent-pow")],
+        ["agent", "reputation", store.public_key("agent-reputation")],
         ["agent", "writer", store.public_key("agent-writer")],
     ]
 
