@@ -33,6 +33,7 @@ from reputation.model import Attestation
 LABEL_KIND = 1985
 FOLLOWS_KIND = 3
 DELETION_KIND = 5
+MAX_WAITING = 10_000  # zap receipts kept for later; beyond this, new ones are dropped
 
 
 @dataclass(slots=True)
@@ -54,9 +55,24 @@ class Ledger:
     _label_zaps: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # label id -> sats
     _preimages: dict[str, str] = field(default_factory=dict)  # label id -> preimage it carries
     _deletions: list[Event] = field(default_factory=list)
+    _waiting: list[Event] = field(default_factory=list)  # zap receipts not placeable yet
+    _receipts: set[str] = field(default_factory=set)  # zap receipts counted
 
     def add(self, event: Event) -> bool:
-        """Take one verified event in; True when it changed anything scores depend on."""
+        """Take one verified event in; True when it changed anything scores depend on.
+
+        Events may come in any order: a zap receipt that cannot be placed yet
+        (its agent's announcement, or the label or job it zaps, not seen yet)
+        waits and is tried again when more arrives.
+        """
+        changed = self._add(event)
+        if event.kind != nip57.ZAP_RECEIPT_KIND and self._waiting:
+            waiting, self._waiting = self._waiting, []
+            for receipt in waiting:
+                changed = self._zap(receipt) or changed
+        return changed
+
+    def _add(self, event: Event) -> bool:
         kind = event.kind
         if kind == LABEL_KIND:
             return self._label(event)
@@ -146,6 +162,8 @@ class Ledger:
         return True
 
     def _zap(self, event: Event) -> bool:
+        if event.id in self._receipts:
+            return False  # seen on another relay, or in a reload
         try:
             request = nip57.parse_zap_request(event.first_tag_value("description") or "")
         except nip57.ZapError:
@@ -153,23 +171,30 @@ class Ledger:
         recipient = request.recipient
         server = self.zap_servers.get(recipient)
         if server is None:
-            return False  # we cannot tell who may sign this agent's receipts
+            return self._wait(event)  # we cannot tell yet who may sign this agent's receipts
         try:
             receipt = nip57.validate_zap_receipt(event, nostr_pubkey=server, expected_recipient=recipient)
         except nip57.ZapError:
             return False
         zapped = receipt.zapped_event or ""
         if zapped in self.attestations:
+            self._receipts.add(event.id)
             self._label_zaps[zapped] += receipt.amount_msat // 1000
             return True
         request_id = zapped if zapped in self._jobs else self._event_job.get(zapped)
         if request_id is None:
-            return False
+            return self._wait(event)
         job = self._jobs[request_id]
         if job.customer == receipt.sender and recipient in (job.provider, ""):
+            self._receipts.add(event.id)
             job.provider = job.provider or recipient
             job.paid_msat += receipt.amount_msat
             return True
+        return False
+
+    def _wait(self, receipt: Event) -> bool:
+        if len(self._waiting) < MAX_WAITING and all(r.id != receipt.id for r in self._waiting):
+            self._waiting.append(receipt)
         return False
 
     def _paid(self, a: Attestation) -> int:

@@ -123,6 +123,7 @@ async def start_engine(tmp_path: Path) -> AsyncIterator[StartEngine]:
         node_key: Signer | None = None,
         retired: Sequence[str] = (),
         wallet: Any = None,
+        services: Any = None,
         **settings: Any,
     ) -> Engine:
         signers = {a.name: keys.setdefault(a.name, Signer(os.urandom(32))) for a in agents}
@@ -141,6 +142,7 @@ async def start_engine(tmp_path: Path) -> AsyncIterator[StartEngine]:
             federation_relays=urls[1:],
             retired_signers={name: keys[name] for name in retired},
             wallet=wallet,
+            services=services,
         )
         if wallet is not None:
             await wallet.start(engine.billing.on_settled)
