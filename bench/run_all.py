@@ -31,9 +31,11 @@ from bench.relays import OUT, ROOT
 from bench.report import machine
 from bench.summary import render
 
-BENCHMARKS = ("ingest", "queries", "large_query", "fanout", "memory", "jobs", "auction", "payments")
+BENCHMARKS = (
+    "ingest", "queries", "large_query", "fanout", "memory", "jobs", "auction", "payments", "reputation"
+)
 # Benchmarks of the whole node rather than of relays side by side: no --relays.
-NODE_BENCHMARKS = ("jobs", "auction", "payments")
+NODE_BENCHMARKS = ("jobs", "auction", "payments", "reputation")
 
 QUICK: dict[str, list[str]] = {
     "ingest": ["--events", "5000", "--conns", "1,8", "--seconds", "10"],
@@ -63,6 +65,7 @@ QUICK: dict[str, list[str]] = {
     "jobs": ["--jobs", "100", "--seconds", "5", "--inflight", "16"],
     "auction": ["--auctions", "2"],
     "payments": ["--jobs", "10", "--seconds", "2"],
+    "reputation": ["--keys", "10000", "--edges", "100000"],
     "memory": ["--size", "50000", "--fill-seconds", "20", "--conns", "200"],
 }
 

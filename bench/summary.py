@@ -240,7 +240,20 @@ def _payments(bench: dict[str, Any]) -> str:
     return "### payments (target: settlement -> processing <= 100 ms)\n\n" + _table(head, rows)
 
 
-NODE_RENDERERS = {"jobs": _jobs, "auction": _auction, "payments": _payments}
+def _reputation(bench: dict[str, Any]) -> str:
+    inc = bench["incremental"]["follow_list_100"]
+    score = bench.get("score_agent", {})
+    rows = [
+        ["personalized PageRank, cold", _n(bench["personalized_pagerank"]["median_ms"], 1), "<= 1000"],
+        ["incremental (new follow list), warm", _n(inc["median_ms"], 1), "<= 100"],
+        ["score one agent, 10,000 attestations", _n(score.get("median_ms"), 1), "<= 20"],
+        ["global PageRank", _n(bench["global_pagerank"]["median_ms"], 1), "-"],
+    ]
+    head = ["reputation (" + f"{bench['graph']['keys']:,} keys, {bench['graph']['edges']:,} edges)", "ms", "target"]
+    return "### reputation\n\n" + _table(head, rows)
+
+
+NODE_RENDERERS = {"jobs": _jobs, "auction": _auction, "payments": _payments, "reputation": _reputation}
 
 
 def render(results: dict[str, Any]) -> str:
