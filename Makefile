@@ -31,7 +31,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy --strict nips dvm/jobs.py dvm/agents.py dvm/billing.py dvm/encryption.py node/links.py node/zaps.py node/wallet relay/protocol.py relay/policies.py relay/subscriptions.py relay/settings.py relay/store/base.py
+	$(BIN)/mypy --strict nips dvm/jobs.py dvm/agents.py dvm/billing.py dvm/encryption.py node/links.py node/zaps.py node/wallet reputation/model.py reputation/aiwot.py reputation/labels.py reputation/graph.py reputation/scoring.py reputation/ingest.py relay/protocol.py relay/policies.py relay/subscriptions.py relay/settings.py relay/store/base.py
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules bench/out

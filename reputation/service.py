@@ -177,7 +177,8 @@ class ReputationService:
         if self.signer is None:
             return
         now = int(self.clock())
-        for pubkey in self.subjects():
+        # Our agents, and every Timmy agent whose announcement we have read.
+        for pubkey in sorted(set(self.subjects()) | set(self.ledger.zap_servers)):
             rank = round(self.rank(pubkey))
             if self._published.get(pubkey) == rank:
                 continue
