@@ -223,3 +223,42 @@ async def test_events_in_any_order_and_twice_count_once(pool, tmp_path):
         ledger.add(event)
     [counted] = ledger.current()
     assert counted.zap_sats == PRICE // 1000
+
+
+async def test_sybil_ring_of_1000_and_a_spammer_lose_to_3_paid_jobs_from_trusted_customers(pool, tmp_path):
+    """The whole pipeline (events -> graph -> PageRank -> score), Sybil case of the issue."""
+    world = World(pool, tmp_path)
+    await world.announce()
+    honest_agent, sybil_target = world.agent, Signer(os.urandom(32))
+    service = ReputationService(pool, roots=[world.root.pubkey])
+
+    def label(author, target, ref=""):
+        tags = attestation_tags(target.pubkey if hasattr(target, "pubkey") else target, "service-quality",
+                                event_ref=ref)
+        return author.sign(1985, "great", tags, created_at=NOW - 5)
+
+    # 1,000 fresh keys following and rating each other and the Sybil target.
+    ring = [Signer(os.urandom(32)) for _ in range(1000)]
+    for i, key in enumerate(ring):
+        peer = ring[(i + 1) % len(ring)]
+        service.ledger.add(key.sign(3, "", [["p", peer.pubkey], ["p", sybil_target.pubkey]], created_at=NOW - 9))
+        service.ledger.add(label(key, peer))
+        service.ledger.add(label(key, sybil_target))
+    # One key spamming 10,000 ratings of the Sybil target.
+    spammer = Signer(os.urandom(32))
+    for n in range(10_000):
+        service.ledger.add(spammer.sign(1985, f"great {n}", attestation_tags(sybil_target.pubkey, "service-quality"),
+                                        created_at=NOW - 5))
+    # 3 customers the root follows, each with a paid job rated (preimage proof).
+    customers = [Signer(os.urandom(32)) for _ in range(3)]
+    await world.publish(world.root.sign(3, "", [["p", c.pubkey] for c in customers], created_at=NOW - 9))
+    for customer in customers:
+        _, result, preimage = await world.job(customer)
+        await world.publish(world.rating(customer, result, preimage=preimage))
+    await service.load()
+    honest, sybil = service.rank(honest_agent.pubkey), service.rank(sybil_target.pubkey)
+    assert sybil < 1.0, f"1,000-key ring + 10,000 spam ratings: {sybil:.2f} of 100"
+    # The root follows the 3 customers: each gets ~0.28 of a root's trust, so their
+    # paid history (capped together at 1.5 raw) decides: ~27 of 100.
+    assert honest > 20, f"3 paid, rated jobs from trusted customers: {honest:.1f} of 100"
+    assert honest > 25 * sybil
