@@ -341,6 +341,7 @@ class WebPart:
 
         from node.zaps import Zaps
         from web.app import create_app
+        from web.context import WebContext
 
         engine = self.engine.engine
         assert engine is not None and self.engine.store is not None
@@ -355,7 +356,20 @@ class WebPart:
         )
         self.wallet.listen(self.zaps.on_settled)
         registry = self.registry
-        app = create_app(zaps=self.zaps, metrics=(lambda: generate_latest(registry)) if registry else None)
+        self.context = WebContext(
+            node_name=self.config.node.name,
+            base_url=self.config.web.base_url(),
+            relay_url=self.config.relay.public_url or self.links.home_url,
+            node_pubkey=self.node_signer.pubkey,
+            operators=frozenset(self.config.web.operators),
+            engine=engine,
+            reputation=self.engine.reputation.service if self.engine.reputation else None,
+            wallet=self.wallet.wallet,
+            links=self.links.pool,
+            zaps=self.zaps,
+            metrics=(lambda: generate_latest(registry)) if registry else None,
+        )
+        app = create_app(self.context)
         config = uvicorn.Config(
             app, host=self.config.web.host, port=self.config.web.port, log_level="warning", lifespan="off"
         )

@@ -42,6 +42,7 @@ class WebSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = ""  # how others reach it; "" means http://host:port
+    operators: tuple[str, ...] = ()  # npub/hex allowed on the operator pages
 
     def base_url(self, port: int | None = None) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port if port is None else port}"
@@ -318,8 +319,10 @@ def _normalized(config: NodeConfig) -> NodeConfig:
     )
     operator = relay.operator_pubkey and _pubkey_hex("relay.operator_pubkey", relay.operator_pubkey)
     roots = tuple(_pubkey_hex(f"reputation.roots[{i}]", k) for i, k in enumerate(config.reputation.roots))
+    operators = tuple(_pubkey_hex(f"web.operators[{i}]", k) for i, k in enumerate(config.web.operators))
     return dataclasses.replace(
         config,
+        web=dataclasses.replace(config.web, operators=operators),
         reputation=dataclasses.replace(config.reputation, roots=roots),
         relay=dataclasses.replace(relay, auth=auth, operator_pubkey=operator),
         logging=LoggingSettings(config.logging.level.upper()),
