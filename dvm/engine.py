@@ -113,7 +113,7 @@ class Engine:
         federation_relays: Sequence[str] = (),
         retired_signers: Mapping[str, Signer] | None = None,
         wallet: Wallet | None = None,
-        lnurl_domain: str = "",
+        web_domain: str = "",
         services: Mapping[str, Any] | None = None,
         metrics: JobMetrics | None = None,
         clock: Callable[[], float] = time.time,
@@ -139,7 +139,8 @@ class Engine:
         self._bidding: Bidding | None = None
         self.billing = Billing(self, wallet)
         self.services: dict[str, Any] = dict(services or {})  # for handlers: JobContext.services
-        self.lnurl_domain = lnurl_domain  # agents' lud16 is name@domain when the web app serves LNURL
+        # The web app's host: agents' NIP-05 (and, with a wallet, lud16) are name@domain.
+        self.web_domain = web_domain
         self.replies = RelayPool([])  # customers' relays (NIP-90 `relays` tag)
         self._sent: list[str] = []  # published, not yet marked sent in the store
         self._last_beat = 0  # created_at of the last online heartbeat
@@ -663,8 +664,8 @@ class Engine:
                 agent,
                 node_pubkey=self.node_pubkey,
                 relays=self.relays(),
-                nip05="",
-                lud16=f"{agent.name}@{self.lnurl_domain}" if self.lnurl_domain else "",
+                nip05=f"{agent.name}@{self.web_domain}" if self.web_domain else "",
+                lud16=f"{agent.name}@{self.web_domain}" if self.web_domain and self.billing.wallet else "",
                 bolt12=self.billing.offers.get(agent.name, ""),
                 now=now,
             )

@@ -292,7 +292,7 @@ class EnginePart:
             federation_relays=self.config.federation.relays,
             retired_signers={n: s for n, s in self.signers.items() if n not in configured},
             wallet=self.wallet.wallet if self.wallet else None,
-            lnurl_domain=self.config.web.base_url().split("://", 1)[1] if self.wallet else "",
+            web_domain=self.config.web.base_url().split("://", 1)[1],
             services={"reputation": self.reputation.service} if self.reputation else {},
             metrics=JobMetrics(self.registry),
         )

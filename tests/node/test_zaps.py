@@ -79,7 +79,9 @@ async def test_lnurl_pay_request_allows_nostr(node):
     await link.start()
     profile = (await link.query([{"kinds": [0], "authors": [agent.pubkey]}]))[0]
     await link.stop()
-    assert orjson.loads(profile.content)["lud16"].startswith("seller@127.0.0.1:")
+    body = orjson.loads(profile.content)
+    assert body["lud16"].startswith("seller@127.0.0.1:")
+    assert body["nip05"] == body["lud16"]  # the same name@host serves NIP-05 and LNURL
 
 
 async def test_a_zap_on_a_job_request_pays_for_it_and_leaves_a_valid_receipt(node, customer):
