@@ -1,0 +1,126 @@
+"""The pages in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+Never ``playwright install``: the browser is the system's ``/usr/bin/chromium``
+(``.ci/run`` installs it). Screenshots go under the test's ``tmp_path``; their
+paths are printed (``pytest -s`` shows them).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parents[2]
+NOSTR_TOOLS = ROOT / "tests/interop/node_modules/nostr-tools/lib/nostr.bundle.js"
+SHIM = Path(__file__).with_name("shim.js")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium; .ci/run does)")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield browser
+        await browser.close()
+
+
+async def _shot(page: Page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
+    print(f"screenshot: {path}")
+
+
+async def _focused(page: Page) -> str:
+    """The focused element as ``tag text``."""
+    return await page.evaluate(
+        "() => `${document.activeElement.tagName.toLowerCase()} ${document.activeElement.textContent.trim()}`"
+    )
+
+
+async def test_the_overview_reads_and_works_from_the_keyboard(node, browser, tmp_path):
+    url = node["web"].url
+    page = await browser.new_page()
+    await page.goto(url + "/")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("timmy")
+    await expect(page.get_by_role("link", name="summarizer", exact=True)).to_be_visible()
+    await expect(page.get_by_text("dev wallet: not real money")).to_be_visible()
+    await expect(page.get_by_role("table", name="Relays the node reads jobs from and publishes to")).to_contain_text(
+        "connected"
+    )
+    skip = page.get_by_role("link", name="Skip to content")
+    await page.keyboard.press("Tab")
+    assert await _focused(page) == "a Skip to content"
+    await expect(skip).to_be_in_viewport()  # hidden off-screen until focused
+    await page.keyboard.press("Tab")
+    assert await _focused(page) == "a timmy"
+    await page.keyboard.press("Tab")
+    assert await _focused(page) == "a Log in"
+    await page.keyboard.press("Shift+Tab")
+    await page.keyboard.press("Shift+Tab")
+    await page.keyboard.press("Enter")
+    assert page.url == url + "/#main"
+    await _shot(page, tmp_path, "overview")
+    await page.get_by_role("link", name="pow", exact=True).click()
+    await expect(page).to_have_url(url + "/agents/pow")
+
+
+async def test_an_agent_page_shows_keys_and_qr_codes(node, browser, tmp_path):
+    page = await browser.new_page()
+    await page.goto(node["web"].url + "/agents/summarizer")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("summarizer")
+    await expect(page.get_by_text("npub1", exact=False).first).to_be_visible()
+    offer = page.get_by_role("img", name="QR code of summarizer's BOLT12 offer")
+    await expect(offer).to_be_visible()
+    box = await offer.bounding_box()
+    assert box is not None and box["width"] > 100 and box["height"] > 100
+    await expect(page.get_by_role("img", name="QR code of summarizer's lightning address")).to_be_visible()
+    headings = await page.locator("h1, h2, h3").evaluate_all("els => els.map(e => Number(e.tagName[1]))")
+    assert headings[0] == 1 and all(b - a <= 1 for a, b in itertools.pairwise(headings))
+    await _shot(page, tmp_path, "agent")
+
+
+async def test_the_pages_read_without_javascript(node, browser):
+    context = await browser.new_context(java_script_enabled=False)
+    page = await context.new_page()
+    await page.goto(node["web"].url + "/")
+    await expect(page.get_by_text("1.5 sats per job")).to_be_visible()
+    await page.goto(node["web"].url + "/agents/pow")
+    await expect(page.get_by_text("Timmy score: no attestations yet")).to_be_visible()
+    await context.close()
+
+
+async def test_logging_in_through_a_nip07_extension(node, browser, tmp_path):
+    assert NOSTR_TOOLS.exists(), f"{NOSTR_TOOLS} is missing: run `make test` once (npm ci in tests/interop)"
+    url = node["web"].url
+    context = await browser.new_context()
+    # Playwright runs each init script inside a function, so the bundle's top-level
+    # `var NostrTools` would stay local to it: hand it to the shim through window.
+    await context.add_init_script(script=NOSTR_TOOLS.read_text() + "\nwindow.NostrTools = NostrTools;")
+    await context.add_init_script(path=SHIM)
+    page = await context.new_page()
+    await page.goto(url + "/login")
+    pubkey = await page.evaluate("() => window.nostr.getPublicKey()")
+    await page.get_by_role("button", name="Log in with your Nostr extension").click()
+    await page.wait_for_url(url + "/")
+    await expect(page.get_by_text(f"signed in as {pubkey[:12]}")).to_be_visible()
+    await _shot(page, tmp_path, "signed-in")
+    await page.get_by_role("button", name="Log out").click()
+    await page.wait_for_url(url + "/")
+    await expect(page.get_by_role("link", name="Log in")).to_be_visible()
+    await context.close()

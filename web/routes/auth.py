@@ -1,0 +1,128 @@
+"""Logging in and out with a NIP-07 extension, and the operator page (``web/auth.py`` has the rules).
+
+    GET  /login         the login page (``login.html`` + ``/static/login.js``)
+    POST /login/nonce   {"nonce": ...}: a challenge for the login event
+    POST /login         body: the signed kind 27235 event -> {"pubkey": ...} and the session cookie
+    POST /logout        CSRF-checked; clears the cookie, 303 to /
+    GET  /operator      the node's agents, for the keys in ``[web] operators``
+"""
+
+from __future__ import annotations
+
+import time
+
+from jinja2 import Environment, FileSystemLoader
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from web import auth
+from web.context import WebContext
+from web.templates import TEMPLATES, render
+
+MAX_LOGIN_BYTES = 16_384  # a login event is well under 1 KiB
+NO_STORE = {"Cache-Control": "no-store"}
+
+# The operator page will grow into its own template; until then it extends the layout from here.
+OPERATOR_PAGE = """{% extends "base.html" %}
+{% block title %}Operator{% endblock %}
+{% block main %}
+<h1>Operator</h1>
+{% if refused %}
+  <p class="notice" role="alert">{{ refused }}</p>
+{% elif not agents %}
+  <p>This node runs no agents.</p>
+{% else %}
+  <table>
+    <caption>Agents</caption>
+    <thead><tr><th scope="col">Agent</th><th scope="col">Pubkey</th><th scope="col">Price</th><th scope="col">Status</th></tr></thead>
+    <tbody>
+    {% for agent in agents %}
+      <tr>
+        <td>{{ agent.name }}</td>
+        <td class="mono">{{ agent.pubkey }}</td>
+        <td>{{ agent.price_msat // 1000 }} sat{% if agent.price_msat % 1000 %} ({{ agent.price_msat }} msat){% endif %}{% if agent.per_kb_msat %} + {{ agent.per_kb_msat }} msat/KiB{% endif %}</td>
+        <td>{% if agent.kinds %}<span class="status-ok">serving kinds {{ agent.kinds | join(", ") }}</span>{% else %}<span class="status-down">not serving</span>{% endif %}
+          {% for kind, why in agent.unavailable %}<br><span class="status-down">kind {{ kind }}: {{ why }}</span>{% endfor %}</td>
+      </tr>
+    {% endfor %}
+    </tbody>
+  </table>
+{% endif %}
+{% endblock %}
+"""
+_operator_page = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True).from_string(OPERATOR_PAGE)
+
+
+def routes(ctx: WebContext) -> list[Route]:
+    nonces = auth.Nonces()
+    app_origin = auth.origin_of(ctx.base_url)
+
+    async def login_page(request: Request) -> Response:
+        return render("login.html", login_url=auth.login_url(ctx.base_url), **auth.page_context(request, ctx))
+
+    async def nonce(request: Request) -> JSONResponse:
+        return JSONResponse({"nonce": nonces.issue(time.time())}, headers=NO_STORE)
+
+    async def login(request: Request) -> JSONResponse:
+        origin = request.headers.get("origin")
+        if origin is not None and origin.lower() != app_origin:
+            return _refused(f"wrong origin {origin}: log in from {app_origin}", 403)
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            # Also keeps cross-site forms out: they cannot send JSON without a CORS preflight.
+            return _refused("send the signed login event as application/json", 400)
+        body = await request.body()
+        if len(body) > MAX_LOGIN_BYTES:
+            return _refused("login request is too large", 400)
+        now = time.time()
+        try:
+            pubkey = auth.check_login(body, nonces=nonces, origin=ctx.base_url, now=now)
+        except auth.LoginRefused as exc:
+            return _refused(exc.reason, exc.status_code)
+        response = JSONResponse({"pubkey": pubkey}, headers=NO_STORE)
+        cookie = auth.session_cookie(auth.make_session(pubkey, ctx.session_secret, now), secure=ctx.secure)
+        response.headers.append("set-cookie", cookie)
+        return response
+
+    async def logout(request: Request) -> Response:
+        await auth.require_csrf(request, ctx)
+        response = RedirectResponse("/", status_code=303)
+        response.headers.append("set-cookie", auth.clear_session_cookie(secure=ctx.secure))
+        return response
+
+    async def operator(request: Request) -> Response:
+        page = auth.page_context(request, ctx)
+        if page["user"] is None:
+            return RedirectResponse("/login", status_code=303)
+        if not auth.is_operator(page["user"], ctx):
+            refused = "Only the node's operators may see this page. Your key is not in [web] operators."
+            return HTMLResponse(_operator_page.render(refused=refused, agents=[], **page), status_code=403)
+        return HTMLResponse(_operator_page.render(refused="", agents=_agents(ctx), **page), headers=NO_STORE)
+
+    return [
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login/nonce", nonce, methods=["POST"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/operator", operator, methods=["GET"]),
+    ]
+
+
+def _agents(ctx: WebContext) -> list[dict[str, object]]:
+    if ctx.engine is None:
+        return []
+    return [
+        {
+            "name": agent.name,
+            "pubkey": agent.pubkey,
+            "price_msat": agent.config.price_msat,
+            "per_kb_msat": agent.config.price_per_kb_msat,
+            "kinds": sorted(agent.handlers),
+            "unavailable": sorted(agent.unavailable.items()),
+        }
+        for agent in ctx.engine.agents
+    ]
+
+
+def _refused(reason: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status, headers=NO_STORE)
