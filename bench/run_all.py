@@ -32,10 +32,10 @@ from bench.report import machine
 from bench.summary import render
 
 BENCHMARKS = (
-    "ingest", "queries", "large_query", "fanout", "memory", "jobs", "auction", "payments", "reputation"
+    "ingest", "queries", "large_query", "fanout", "memory", "jobs", "auction", "payments", "reputation", "web"
 )
 # Benchmarks of the whole node rather than of relays side by side: no --relays.
-NODE_BENCHMARKS = ("jobs", "auction", "payments", "reputation")
+NODE_BENCHMARKS = ("jobs", "auction", "payments", "reputation", "web")
 
 QUICK: dict[str, list[str]] = {
     "ingest": ["--events", "5000", "--conns", "1,8", "--seconds", "10"],
@@ -66,6 +66,7 @@ QUICK: dict[str, list[str]] = {
     "auction": ["--auctions", "2"],
     "payments": ["--jobs", "10", "--seconds", "2"],
     "reputation": ["--keys", "10000", "--edges", "100000"],
+    "web": ["--requests", "50"],
     "memory": ["--size", "50000", "--fill-seconds", "20", "--conns", "200"],
 }
 

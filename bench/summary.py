@@ -253,7 +253,17 @@ def _reputation(bench: dict[str, Any]) -> str:
     return "### reputation\n\n" + _table(head, rows)
 
 
-NODE_RENDERERS = {"jobs": _jobs, "auction": _auction, "payments": _payments, "reputation": _reputation}
+def _web(bench: dict[str, Any]) -> str:
+    rows = [[path, _n(v["p50_ms"], 2), _n(v["p99_ms"], 2)] for path, v in bench["ttfb"].items()]
+    rows.append(["login round trip (nonce, sign, POST /login)", _n(bench["login"]["p50_ms"], 2),
+                 _n(bench["login"]["p99_ms"], 2)])
+    head = ["page", "p50 ms", "p99 ms"]
+    return "### web (targets: time to first byte p50 <= 20 ms; login <= 100 ms)\n\n" + _table(head, rows)
+
+
+NODE_RENDERERS = {
+    "jobs": _jobs, "auction": _auction, "payments": _payments, "reputation": _reputation, "web": _web,
+}
 
 
 def render(results: dict[str, Any]) -> str:
