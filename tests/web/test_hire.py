@@ -1,0 +1,277 @@
+"""Hiring an agent from the browser (``web/routes/hire.py``, ``web/static/hire.js``).
+
+The browser tests drive Debian's Chromium with the NIP-07 shim, as
+``test_browser.py`` does, against a real node: the page's own JavaScript
+signs the job, talks to the node's relay, pays through ``/hire/pay`` and
+publishes the rating. Screenshots go under ``tmp_path`` (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from nostr_sdk import Keys
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from node.app import node_parts
+from node.config import loads
+from node.links import RelayLink
+from web import auth
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parents[2]
+NOSTR_TOOLS = ROOT / "tests/interop/node_modules/nostr-tools/lib/nostr.bundle.js"
+SHIM = Path(__file__).with_name("shim.js")
+TEXT = (
+    "Lightning payments settle in seconds because they move along channels that are already open. "
+    "Each hop forwards the payment only when it can claim the same amount from the next one. "
+    "The receiver reveals a preimage, and that secret unlocks every hop back to the sender."
+)
+SUMMARY = "Each hop forwards the payment"  # the extractive summarizer keeps this sentence
+SUMMARIZER = 5001
+
+
+@pytest.fixture
+async def free_node(tmp_path: Path, identities: dict[str, Keys]) -> AsyncIterator[dict[str, Any]]:
+    """A node whose agents all work for free (conftest's ``node`` prices them)."""
+    config = loads("[relay]\nport = 0\n[web]\nport = 0\n")
+    config = dataclasses.replace(
+        config,
+        agents=tuple(
+            dataclasses.replace(a, price_msat=0, price_per_kb_msat=0) for a in config.agents
+        ),
+    )
+    home = tmp_path / "free-node"
+    home.mkdir()
+    parts = node_parts(config, home, identities)
+    started = []
+    try:
+        for part in parts:
+            await part.start()
+            started.append(part)
+        yield {part.name: part for part in parts}
+    finally:
+        for part in reversed(started):
+            await part.stop()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium; .ci/run does)"
+        )
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield browser
+        await browser.close()
+
+
+async def _signed_in(browser: Browser, url: str) -> tuple[BrowserContext, Page, str]:
+    """A browser context with the NIP-07 shim, logged in through the login page."""
+    assert NOSTR_TOOLS.exists(), (
+        f"{NOSTR_TOOLS} is missing: run `make test` once (npm ci in tests/interop)"
+    )
+    context = await browser.new_context()
+    await context.add_init_script(
+        script=NOSTR_TOOLS.read_text() + "\nwindow.NostrTools = NostrTools;"
+    )
+    await context.add_init_script(path=SHIM)
+    page = await context.new_page()
+    await page.goto(url + "/login")
+    pubkey = await page.evaluate("() => window.nostr.getPublicKey()")
+    await page.get_by_role("button", name="Log in with your Nostr extension").click()
+    await page.wait_for_url(url + "/")
+    return context, page, pubkey
+
+
+async def _shot(page: Page, tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
+    print(f"screenshot: {path}")
+
+
+async def _hire(page: Page, url: str, agent: str, text: str, bid_sats: str = "") -> None:
+    await page.goto(url + "/hire")
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Hire an agent")
+    capability = page.get_by_label("Capability")
+    await capability.select_option(f"{agent}:{SUMMARIZER}")
+    await page.get_by_label("Input text").fill(text)
+    if bid_sats:
+        await page.get_by_label("Most you will pay (sats)").fill(bid_sats)
+    await page.get_by_role("button", name="Hire").click()
+    await expect(page.get_by_role("link", name="See the job on this node")).to_have_attribute(
+        "href", JOB_LINK
+    )
+
+
+JOB_LINK = re.compile(r"^/jobs/[0-9a-f]{64}$")
+
+
+# --- in the browser --------------------------------------------------------------------
+
+
+async def test_logged_out_visitors_are_asked_to_log_in(free_node, browser):
+    page = await browser.new_page()
+    await page.goto(free_node["web"].url + "/hire")
+    await expect(page.get_by_role("link", name="Log in").last).to_be_visible()
+    await expect(page.get_by_text("to hire an agent")).to_be_visible()
+    assert await page.get_by_label("Input text").count() == 0
+
+
+async def test_hiring_the_free_summarizer_shows_its_result_and_rating_publishes_a_label(
+    free_node, browser, identities, tmp_path
+):
+    url = free_node["web"].url
+    context, page, _ = await _signed_in(browser, url)
+    await _hire(page, url, "summarizer", TEXT)
+    updates = page.locator("#job-updates")
+    await expect(updates).to_contain_text("processing")
+    result = page.locator("#result-content")
+    await expect(result).to_contain_text(SUMMARY, timeout=15_000)
+    await _shot(page, tmp_path, "hire-free-result")
+
+    await page.get_by_role("button", name="Report a problem").click()
+    await expect(page.locator("#rating-status")).to_have_text(
+        "Say what went wrong before reporting a problem."
+    )
+    await page.get_by_role("button", name="Good service").click()
+    await expect(page.get_by_role("status").filter(has_text="Rated")).to_be_visible()
+    await _shot(page, tmp_path, "hire-rated")
+
+    agent = identities["agent-summarizer"].public_key().to_hex()
+    link = RelayLink(free_node["web"].context.relay_url)
+    await link.start()
+    try:
+        labels = await link.query([{"kinds": [1985], "#p": [agent], "#L": ["ai.wot"]}])
+        results = await link.query([{"kinds": [SUMMARIZER + 1000], "authors": [agent]}])
+    finally:
+        await link.stop()
+    assert len(labels) == 1
+    label = labels[0]
+    assert ["l", "service-quality", "ai.wot"] in [list(t) for t in label.tags]
+    assert [t[1] for t in label.tags if t[0] == "e"] == [results[0].id]
+    await context.close()
+
+
+async def test_hiring_a_priced_agent_is_paid_with_the_dev_wallet(node, browser, tmp_path):
+    url = node["web"].url
+    context, page, _ = await _signed_in(browser, url)
+    await _hire(page, url, "summarizer", TEXT, bid_sats="100")
+    await expect(page.locator("#job-updates")).to_contain_text("payment-required: 22 sats")
+    invoice = page.locator("#invoice")
+    await expect(invoice).to_contain_text("lnbcrt")
+    qr = page.get_by_role("img", name="QR code of the invoice")
+    await expect(qr).to_be_visible()
+    assert await qr.evaluate("img => img.naturalWidth") > 100
+    await _shot(page, tmp_path, "hire-payment-required")
+
+    await page.get_by_role("button", name="Pay with the dev wallet (not real money)").click()
+    await expect(page.locator("#payment-status")).to_contain_text("Paid 22 sats")
+    await expect(page.locator("#result-content")).to_contain_text(SUMMARY, timeout=15_000)
+    await _shot(page, tmp_path, "hire-paid-result")
+    await context.close()
+
+
+async def test_a_bid_below_the_price_is_refused_with_the_reason(node, browser):
+    url = node["web"].url
+    context, page, _ = await _signed_in(browser, url)
+    await _hire(page, url, "summarizer", TEXT, bid_sats="1")
+    await expect(page.locator("#job-updates")).to_contain_text("error: ")
+    await expect(page.locator("#job-updates")).to_contain_text("below the price")
+    await context.close()
+
+
+# --- over HTTP -------------------------------------------------------------------------
+
+
+def _session(node) -> tuple[dict[str, str], str]:
+    """A logged-in session's cookie and its CSRF token."""
+    ctx = node["web"].context
+    value = auth.make_session(
+        Keys.generate().public_key().to_hex(), ctx.session_secret, time.time()
+    )
+    return {auth.cookie_name(ctx.secure): value}, auth.csrf_token(value, ctx.session_secret)
+
+
+async def _post_pay(node, body: Any, *, cookies=None, csrf: str | None = None) -> httpx.Response:
+    headers = {"X-CSRF-Token": csrf} if csrf else {}
+    async with httpx.AsyncClient(base_url=node["web"].url, cookies=cookies) as client:
+        return await client.post("/hire/pay", json=body, headers=headers)
+
+
+async def test_paying_needs_a_login_and_the_csrf_token(node):
+    invoice = await node["web"].context.wallet.create_invoice(5_000, label="test:pay-refused")
+    body = {"bolt11": invoice.bolt11}
+    assert (await _post_pay(node, body)).status_code == 403
+    cookies, csrf = _session(node)
+    assert (await _post_pay(node, body, cookies=cookies)).status_code == 403
+    assert (await _post_pay(node, body, cookies=cookies, csrf="0" * 64)).status_code == 403
+    assert (await _post_pay(node, body, csrf=csrf)).status_code == 403
+    assert await node["web"].context.wallet.lookup(invoice.payment_hash) is None
+
+
+async def test_paying_settles_a_dev_invoice_once(node):
+    wallet = node["web"].context.wallet
+    invoice = await wallet.create_invoice(5_000, label="test:pay-ok")
+    cookies, csrf = _session(node)
+    paid = await _post_pay(node, {"bolt11": invoice.bolt11}, cookies=cookies, csrf=csrf)
+    assert paid.status_code == 200 and paid.json() == {"paid_msat": 5_000}
+    assert await wallet.lookup(invoice.payment_hash) is not None
+    again = await _post_pay(node, {"bolt11": invoice.bolt11}, cookies=cookies, csrf=csrf)
+    assert again.status_code == 400 and again.json()["error"] == "invoice already paid"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"bolt11": "lnbcrt-garbage"}, "not a BOLT11 invoice"),
+        ({"bolt11": ""}, 'send JSON {"bolt11"'),
+        (["lnbcrt1"], 'send JSON {"bolt11"'),
+        ({"invoice": "x"}, 'send JSON {"bolt11"'),
+    ],
+)
+async def test_paying_garbage_is_a_400_that_says_why(node, body, reason):
+    cookies, csrf = _session(node)
+    answer = await _post_pay(node, body, cookies=cookies, csrf=csrf)
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith(reason)
+
+
+async def test_qr_codes_are_svg_and_bounded(node):
+    async with httpx.AsyncClient(base_url=node["web"].url) as client:
+        svg = await client.get("/qr", params={"data": "lnbcrt1example"})
+        assert svg.status_code == 200
+        assert svg.headers["content-type"].startswith("image/svg+xml")
+        assert b"<svg" in svg.content
+        assert (await client.get("/qr", params={"data": "x" * 2_000})).status_code == 200
+        too_long = await client.get("/qr", params={"data": "x" * 2_001})
+        assert too_long.status_code == 413 and "2,000" in too_long.json()["error"]
+        assert (await client.get("/qr")).status_code == 400
+
+
+async def test_the_form_lists_each_agent_kind_with_its_price(node):
+    cookies, _ = _session(node)
+    async with httpx.AsyncClient(base_url=node["web"].url, cookies=cookies) as client:
+        page = (await client.get("/hire")).text
+    assert 'value="summarizer:5001"' in page
+    assert "21 sats per job + 1 sat per started KiB of input" in page
+    assert 'aria-live="polite"' in page
+    assert "Pay with the dev wallet (not real money)" in page

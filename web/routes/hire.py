@@ -1,0 +1,115 @@
+"""Hiring an agent from the browser: the customer's side of NIP-90, in the page.
+
+    GET  /hire        the form: a capability (agent and kind), the input text, a bid
+    POST /hire/pay    pay a job's invoice with the node's dev wallet (not real money)
+    GET  /qr?data=    a QR code as SVG, for invoices shown by ``hire.js``
+
+The page only renders the form; ``web/static/hire.js`` signs the request with
+the user's NIP-07 extension and talks to the node's relay itself, as any Nostr
+client would. The server never signs for the user. ``/hire/pay`` exists so a
+demo can be paid end to end: it is open only with the dev wallet, to a
+logged-in user, with the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import segno
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from node.wallet import WalletError
+from web import auth
+from web.context import WebContext
+from web.routes.pages import price
+from web.templates import render
+
+if TYPE_CHECKING:
+    from dvm.agents import Agent
+
+MAX_QR_DATA = 2_000  # characters; a BOLT11 invoice is well under 1,000
+MAX_PAY_BODY = 4_096  # bytes of JSON: {"bolt11": "..."}
+SVG = "image/svg+xml"
+
+
+def routes(ctx: WebContext) -> list[Route]:
+    async def hire_page(request: Request) -> HTMLResponse:
+        wallet = ctx.wallet
+        return render(
+            "hire.html",
+            **auth.page_context(request, ctx),
+            relay_url=ctx.relay_url,
+            capabilities=_capabilities(ctx.engine.agents) if ctx.engine else None,
+            dev_wallet=wallet is not None and not wallet.real_money,
+        )
+
+    async def pay(request: Request) -> JSONResponse:
+        await auth.require_csrf(request, ctx)  # 403 when logged out or without the token
+        wallet = ctx.wallet
+        if wallet is None:
+            return _error(503, "this node has no wallet")
+        if wallet.real_money:
+            return _error(403, "only the dev wallet pays from this page: pay with your own wallet")
+        bolt11 = _bolt11_of(await request.body())
+        if bolt11 is None:
+            return _error(400, 'send JSON {"bolt11": "<invoice>"}')
+        try:
+            payment = await wallet.pay(bolt11)
+        except WalletError as exc:
+            return _error(400, str(exc))
+        return JSONResponse({"paid_msat": payment.amount_msat})
+
+    async def qr(request: Request) -> Response:
+        data = request.query_params.get("data", "")
+        if not data:
+            return _error(400, "give the text to encode as ?data=")
+        if len(data) > MAX_QR_DATA:
+            return _error(413, f"data is longer than {MAX_QR_DATA:,} characters")
+        return Response(qr_svg(data), media_type=SVG, headers={"Cache-Control": "max-age=3600"})
+
+    return [
+        Route("/hire", hire_page, methods=["GET"]),
+        Route("/hire/pay", pay, methods=["POST"]),
+        Route("/qr", qr, methods=["GET"]),
+    ]
+
+
+def qr_svg(data: str) -> bytes:
+    buffer = io.BytesIO()
+    segno.make(data, error="m").save(buffer, kind="svg", scale=4, dark="#000", light="#fff")
+    return buffer.getvalue()
+
+
+def _capabilities(agents: Sequence[Agent]) -> list[dict[str, Any]]:
+    """One choice per (agent, kind) it serves now; kinds it cannot serve are left out."""
+    return [
+        {
+            "agent": agent.name,
+            "pubkey": agent.pubkey,
+            "kind": kind,
+            "title": handler.title,
+            "price": price(agent),
+        }
+        for agent in agents
+        for kind, handler in sorted(agent.handlers.items())
+    ]
+
+
+def _bolt11_of(body: bytes) -> str | None:
+    if len(body) > MAX_PAY_BODY:
+        return None
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    bolt11 = payload.get("bolt11") if isinstance(payload, dict) else None
+    return bolt11.strip() if isinstance(bolt11, str) and bolt11.strip() else None
+
+
+def _error(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
