@@ -185,6 +185,10 @@ async def test_a_job_page_shows_what_the_store_holds(node, identities):
     assert PublicKey.parse(customer.pubkey).to_bech32() in text
     assert '<a href="/agents/summarizer">summarizer</a>' in page.text
     assert f"Price {sats(record.price_msat)}" in text and record.price_msat == 22_000
+    # The signed record: the request and the quote, each verified, and the audit's verdict.
+    assert "request" in text and "feedback: payment-required" in text
+    assert text.count("verified") >= 2 and "DOES NOT VERIFY" not in text
+    assert "Verdict: valid" in text and "timmy audit" in text
     # The overview counts it, and the quoted invoice is pending.
     overview = _text((await _get(node, "/")).text)
     assert "payment required 1" in overview

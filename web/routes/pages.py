@@ -69,6 +69,7 @@ def routes(ctx: WebContext) -> list[Route]:
         if record is None:
             return _page(request, ctx, "job.html", 404, job_id=job_id, job=None)
         agents = {a.name for a in ctx.engine.agents}
+        events, verdict = await _signed_record(ctx, job_id)
         return _page(
             request, ctx, "job.html",
             job_id=job_id,
@@ -79,6 +80,8 @@ def routes(ctx: WebContext) -> list[Route]:
             price=sats(record.price_msat) if record.price_msat is not None else "not set",
             seen=_when(record.seen_at),
             updated=_when(record.updated_at),
+            events=events,
+            verdict=verdict,
         )
 
     return [
@@ -86,6 +89,45 @@ def routes(ctx: WebContext) -> list[Route]:
         Route("/agents/{name}", agent_page),
         Route("/jobs/{id}", job_page),
     ]
+
+
+async def _signed_record(ctx: WebContext, job_id: str) -> tuple[list[dict[str, Any]] | None, Any]:
+    """Every event of the job on the node's relays, each signature checked here again, and
+    the verdict ``timmy audit`` gives (the same code: ``dvm.client.audit_job``)."""
+    from dvm.client import audit_job
+    from nips.nip01 import verify_signature
+
+    if ctx.links is None:
+        return None, None
+    try:
+        found = await ctx.links.query([{"ids": [job_id]}, {"#e": [job_id], "limit": 500}], timeout=5.0)
+    except Exception:  # every relay failed: say so rather than show an empty log
+        return None, None
+    request = next((e for e in found if e.id == job_id), None)
+    rows = [
+        {
+            "id": e.id,
+            "kind": e.kind,
+            "author": npub(e.pubkey),
+            "what": _describe(e),
+            "verified": verify_signature(e),
+            "when": _when(e.created_at),
+        }
+        for e in sorted(found, key=lambda e: (e.created_at, e.kind))
+    ]
+    return rows, audit_job(request, found) if request is not None else None
+
+
+def _describe(event: Any) -> str:
+    if 5000 <= event.kind <= 5999:
+        return "request"
+    if 6000 <= event.kind <= 6999:
+        return "result"
+    names = {7000: "feedback", 7010: "auction commitment", 7011: "auction reveal", 7012: "auction award",
+             9735: "zap receipt", 1985: "rating", 5: "deletion"}
+    name = names.get(event.kind, f"kind {event.kind}")
+    status = event.first_tag_value("status")
+    return f"{name}: {status}" if status else name
 
 
 def _page(
