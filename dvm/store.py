@@ -394,6 +394,15 @@ class JobStore:
         )
         return [_job(row) for row in rows]
 
+    async def recent(self, state: State, *, limit: int = 20) -> list[JobRecord]:
+        """The last jobs to enter ``state``, newest first (the operator's recent errors)."""
+        rows = await self._call(
+            lambda db: db.execute(
+                f"{_SELECT_JOB} WHERE state = ? ORDER BY updated_at DESC, id LIMIT ?", (state.value, limit)
+            ).fetchall()
+        )
+        return [_job(row) for row in rows]
+
     async def counts(self) -> dict[tuple[int, str], int]:
         """Number of jobs by (kind, state), for metrics."""
         rows = await self._call(

@@ -84,10 +84,13 @@ def real_engine(tmp_path: Path) -> Engine:
 
 
 @pytest.fixture
-def ctx(tmp_path: Path) -> WebContext:
-    return WebContext(
-        node_name="testnode", base_url=BASE, operators=frozenset({OPERATOR.pubkey}), engine=real_engine(tmp_path)
+async def ctx(tmp_path: Path) -> AsyncIterator[WebContext]:
+    engine = real_engine(tmp_path)
+    await engine.store.open()  # the operator page reads the ledger and recent errors
+    yield WebContext(
+        node_name="testnode", base_url=BASE, operators=frozenset({OPERATOR.pubkey}), engine=engine
     )
+    await engine.store.close()
 
 
 def browser(ctx: WebContext) -> httpx.AsyncClient:
@@ -403,3 +406,25 @@ async def test_the_operator_page_lists_agents_for_an_operator(client: httpx.Asyn
     assert "1 sat (1500 msat) + 100 msat/KiB" in response.text
     assert "serving kinds 5001" in response.text
     assert 'name="csrf"' in response.text  # the layout's logout form
+    assert "No refunds owed." in response.text and "No failed jobs." in response.text
+
+
+async def test_the_operator_page_shows_refunds_owed_and_recent_errors(
+    client: httpx.AsyncClient, ctx: WebContext
+) -> None:
+    import time
+
+    from dvm.jobs import State
+    from dvm.store import PaymentRecord
+
+    assert ctx.engine is not None
+    store = ctx.engine.store
+    request = Signer(os.urandom(32)).sign(5001, "", [["i", "x", "text"]], created_at=int(time.time()))
+    await store.claim(request)
+    quote = PaymentRecord("cd" * 32, request.id, "summarizer", 21_000, 0, "", "invoice", "pending", 1, None)
+    await store.transition(request.id, State.RECEIVED, State.PAYMENT_REQUIRED, agent="summarizer", payment=quote)
+    await store.transition(request.id, State.PAYMENT_REQUIRED, State.PROCESSING, settle=(quote.payment_hash, 21_000))
+    await store.transition(request.id, State.PROCESSING, State.FAILED, reason="handler blew up", refund_owed=True)
+    await log_in(client, OPERATOR)
+    page = (await client.get("/operator")).text
+    assert "21000 msat" in page and "handler blew up" in page and f"/jobs/{request.id}" in page

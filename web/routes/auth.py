@@ -11,48 +11,17 @@ from __future__ import annotations
 
 import time
 
-from jinja2 import Environment, FileSystemLoader
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from dvm.jobs import State
 from web import auth
 from web.context import WebContext
-from web.templates import TEMPLATES, render
+from web.templates import render
 
 MAX_LOGIN_BYTES = 16_384  # a login event is well under 1 KiB
 NO_STORE = {"Cache-Control": "no-store"}
-
-# The operator page will grow into its own template; until then it extends the layout from here.
-OPERATOR_PAGE = """{% extends "base.html" %}
-{% block title %}Operator{% endblock %}
-{% block main %}
-<h1>Operator</h1>
-{% if refused %}
-  <p class="notice" role="alert">{{ refused }}</p>
-{% elif not agents %}
-  <p>This node runs no agents.</p>
-{% else %}
-  <table>
-    <caption>Agents</caption>
-    <thead><tr><th scope="col">Agent</th><th scope="col">Pubkey</th><th scope="col">Price</th><th scope="col">Status</th></tr></thead>
-    <tbody>
-    {% for agent in agents %}
-      <tr>
-        <td>{{ agent.name }}</td>
-        <td class="mono">{{ agent.pubkey }}</td>
-        <td>{{ agent.price_msat // 1000 }} sat{% if agent.price_msat % 1000 %} ({{ agent.price_msat }} msat){% endif %}{% if agent.per_kb_msat %} + {{ agent.per_kb_msat }} msat/KiB{% endif %}</td>
-        <td>{% if agent.kinds %}<span class="status-ok">serving kinds {{ agent.kinds | join(", ") }}</span>{% else %}<span class="status-down">not serving</span>{% endif %}
-          {% for kind, why in agent.unavailable %}<br><span class="status-down">kind {{ kind }}: {{ why }}</span>{% endfor %}</td>
-      </tr>
-    {% endfor %}
-    </tbody>
-  </table>
-{% endif %}
-{% endblock %}
-"""
-_operator_page = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True).from_string(OPERATOR_PAGE)
-
 
 def routes(ctx: WebContext) -> list[Route]:
     nonces = auth.Nonces()
@@ -96,8 +65,17 @@ def routes(ctx: WebContext) -> list[Route]:
             return RedirectResponse("/login", status_code=303)
         if not auth.is_operator(page["user"], ctx):
             refused = "Only the node's operators may see this page. Your key is not in [web] operators."
-            return HTMLResponse(_operator_page.render(refused=refused, agents=[], **page), status_code=403)
-        return HTMLResponse(_operator_page.render(refused="", agents=_agents(ctx), **page), headers=NO_STORE)
+            return render("operator.html", 403, refused=refused, agents=[], refunds=[], failures=[], **page)
+        refunds, failures = [], []
+        if ctx.engine is not None:
+            ledger = await ctx.engine.store.ledger()
+            refunds = [(agent, states["refund_owed"]) for agent, states in sorted(ledger.items())
+                       if states.get("refund_owed")]
+            failures = await ctx.engine.store.recent(State.FAILED, limit=20)
+        response = render("operator.html", refused="", agents=_agents(ctx), refunds=refunds, failures=failures,
+                          **page)
+        response.headers.update(NO_STORE)
+        return response
 
     return [
         Route("/login", login_page, methods=["GET"]),
