@@ -51,6 +51,7 @@ class Agent:
     unavailable: dict[int, str] = field(default_factory=dict)  # kind -> why not served
     slots: asyncio.Semaphore = field(init=False)
     running: int = 0
+    paused: bool = False  # set by the operator: takes no new jobs, announces itself paused
 
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(self.config.concurrency)
@@ -202,7 +203,7 @@ def heartbeat_event(agent: Agent, *, interval: int, now: int, online: bool = Tru
     until the agent's next start replaces it.
     """
     status = {
-        "status": "online" if online else "offline",
+        "status": ("paused" if agent.paused else "online") if online else "offline",
         "kinds": sorted(agent.handlers),
         "running": agent.running,
     }

@@ -158,6 +158,7 @@ class Engine:
         self.pool.subscribe("cancel", [{"kinds": [5], "since": int(self.clock())}], self._on_deletion)
         self._bidding.subscribe(since)
         await self.billing.start()
+        await self._apply_operator_settings()
         await self._resume()
         self._spawn(self._announce_agents())
         self._spawn(self._heartbeat())
@@ -237,7 +238,7 @@ class Engine:
         if event.tag_values("p") and not addressed:
             await self._move(job, Step.DECLINE)  # meant for other providers
             return
-        candidates = [a for a in (addressed or self.agents) if event.kind in a.handlers]
+        candidates = [a for a in (addressed or self.agents) if event.kind in a.handlers and not a.paused]
         if not addressed and not candidates:
             await self._move(job, Step.DECLINE)
             return
@@ -249,7 +250,9 @@ class Engine:
             await self._fail(job, str(exc))
             return
         if not candidates:
-            await self._fail(job, f"kind {event.kind} is not served by this agent")
+            paused = responder.paused and event.kind in responder.handlers
+            reason = "this agent is paused; try again later" if paused else f"kind {event.kind} is not served by this agent"
+            await self._fail(job, reason)
             return
         request = job.request
         award = local_auction(candidates, request, self.reputation)
@@ -692,6 +695,46 @@ class Engine:
         await self.store.forget_announcement(gone.agent)
         log.info("agent %s removed: its announcement is deleted", gone.agent)
 
+    # --- the operator's changes (web/routes/auth.py: /operator) ------------------
+
+    async def set_paused(self, name: str, paused: bool) -> None:
+        """Stop or resume taking new jobs; kept across restarts, announced in the heartbeat."""
+        agent = self._agent(name)
+        agent.paused = paused
+        await self.store.set_meta(f"agent/{name}/paused", "1" if paused else "0")
+        self._spawn(self._beat_now())
+
+    async def set_price(self, name: str, price_msat: int) -> None:
+        """A new ask for the agent; kept across restarts and announced at once (NIP-89)."""
+        if price_msat < 0:
+            raise ValueError("a price must not be negative")
+        agent = self._agent(name)
+        agent.config = replace(agent.config, price_msat=price_msat)
+        await self.store.set_meta(f"agent/{name}/price_msat", str(price_msat))
+        self._spawn(self._announce_agents())
+
+    def _agent(self, name: str) -> Agent:
+        for agent in self.agents:
+            if agent.name == name:
+                return agent
+        raise KeyError(name)
+
+    async def _apply_operator_settings(self) -> None:
+        for agent in self.agents:
+            if await self.store.get_meta(f"agent/{agent.name}/paused") == "1":
+                agent.paused = True
+            price = await self.store.get_meta(f"agent/{agent.name}/price_msat")
+            if price is not None and price.isdigit():
+                agent.config = replace(agent.config, price_msat=int(price))
+
+    async def _beat_now(self) -> None:
+        # Later than the last beat: with equal created_at the lower id would win.
+        now = self._last_beat = max(int(self.clock()), self._last_beat + 1)
+        interval = self.settings.heartbeat_seconds
+        for agent in self.agents:
+            if agent.handlers:
+                await self.pool.publish(heartbeat_event(agent, interval=interval, now=now))
+
     async def _say_offline(self) -> None:
         """A last heartbeat saying "offline", so customers need not wait for the expiry."""
         # Later than the last online beat: with equal created_at the lower id would win.
@@ -711,7 +754,7 @@ class Engine:
     async def _heartbeat(self) -> None:
         interval = self.settings.heartbeat_seconds
         while True:
-            now = self._last_beat = int(self.clock())
+            now = self._last_beat = max(int(self.clock()), self._last_beat + 1)
             beats = [heartbeat_event(a, interval=interval, now=now) for a in self.agents if a.handlers]
             for beat in beats:
                 await self.pool.publish(beat)

@@ -286,3 +286,17 @@ async def test_text_generation_streams_partial_feedback_then_the_result(relay, s
     partial = [e for e in answers if status(e) == "partial"]
     assert partial, "a generation of ~2 s reports progress"
     assert all(e.content and e.content in result.content for e in partial)
+
+
+async def test_a_paused_agent_takes_no_new_jobs_and_says_so_when_addressed(relay, start_engine, customer):
+    engine = await start_engine([SUMMARIZER], [relay.url])
+    agent = engine.agents[0]
+    await engine.set_paused("summarizer", True)
+    addressed = await customer.request(5001, [["i", TEXT, "text"], ["p", agent.pubkey]])
+    _, final = await customer.result(addressed.id)
+    assert status(final) == "error" and "paused" in final.tags[0][2]
+    open_request = await customer.request(5001, [["i", TEXT, "text"], ["t", "open"]])
+    await wait_state(engine, open_request.id, "declined")
+    await engine.set_paused("summarizer", False)
+    again = await customer.request(5001, [["i", TEXT, "text"], ["t", "again"]])
+    assert (await customer.result(again.id))[1].kind == 6001

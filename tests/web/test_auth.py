@@ -428,3 +428,49 @@ async def test_the_operator_page_shows_refunds_owed_and_recent_errors(
     await log_in(client, OPERATOR)
     page = (await client.get("/operator")).text
     assert "21000 msat" in page and "handler blew up" in page and f"/jobs/{request.id}" in page
+
+
+async def test_an_operator_pauses_and_reprices_an_agent_and_it_sticks(
+    client: httpx.AsyncClient, ctx: WebContext
+) -> None:
+    assert ctx.engine is not None
+    await log_in(client, OPERATOR)
+    page = (await client.get("/operator")).text
+    token = csrf_of(page)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    refused = await client.post("/operator/agents/summarizer", content="action=pause", headers=form)
+    assert refused.status_code == 403  # no CSRF token
+    done = await client.post("/operator/agents/summarizer", content=f"action=pause&csrf={token}", headers=form)
+    assert done.status_code == 303
+    summarizer = next(a for a in ctx.engine.agents if a.name == "summarizer")
+    assert summarizer.paused and "paused" in (await client.get("/operator")).text
+    done = await client.post("/operator/agents/summarizer", content=f"action=price&price_sats=42&csrf={token}",
+                             headers=form)
+    assert done.status_code == 303 and summarizer.config.price_msat == 42_000
+    bad = await client.post("/operator/agents/summarizer", content=f"action=price&price_sats=-1&csrf={token}",
+                            headers=form)
+    assert bad.status_code == 400
+    missing = await client.post("/operator/agents/nobody", content=f"action=pause&csrf={token}", headers=form)
+    assert missing.status_code == 404
+    # A restarted engine on the same store keeps the operator's changes.
+    fresh = real_engine_on(ctx.engine.store)
+    await fresh._apply_operator_settings()
+    again = next(a for a in fresh.agents if a.name == "summarizer")
+    assert again.paused and again.config.price_msat == 42_000
+
+
+async def test_a_non_operator_cannot_change_agents(client: httpx.AsyncClient, ctx: WebContext) -> None:
+    await log_in(client, Signer(os.urandom(32)))
+    page = (await client.get("/")).text
+    token = csrf_of(page)
+    refused = await client.post("/operator/agents/summarizer", content=f"action=pause&csrf={token}",
+                                headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert refused.status_code == 403
+    assert ctx.engine is not None and not ctx.engine.agents[0].paused
+
+
+def real_engine_on(store: JobStore) -> Engine:
+    configs = [AgentConfig("summarizer", kinds=(5001,), price_msat=21_000)]
+    agents = build_agents(configs, {"summarizer": Signer(os.urandom(32))}, discover())
+    return Engine(agents, store, RelayPool([]), settings=EngineSettings(), home_relay="ws://127.0.0.1:1",
+                  node_pubkey=OPERATOR.pubkey)

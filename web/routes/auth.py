@@ -10,9 +10,10 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from dvm.jobs import State
@@ -77,7 +78,33 @@ def routes(ctx: WebContext) -> list[Route]:
         response.headers.update(NO_STORE)
         return response
 
+    async def operator_change(request: Request) -> Response:
+        """Pause, resume or reprice an agent (a form on the operator page)."""
+        await auth.require_csrf(request, ctx)
+        user = auth.current_user(request, ctx)
+        if not auth.is_operator(user, ctx):
+            return PlainTextResponse("only the node's operators may change agents", status_code=403)
+        if ctx.engine is None:
+            return PlainTextResponse("the job engine is not running", status_code=503)
+        name = request.path_params["name"]
+        fields = parse_qs((await request.body())[:4096].decode(errors="replace"))
+        action = next(iter(fields.get("action", ())), "")
+        try:
+            if action in ("pause", "resume"):
+                await ctx.engine.set_paused(name, action == "pause")
+            elif action == "price":
+                text = next(iter(fields.get("price_sats", ())), "").strip()
+                if not (text.isascii() and text.isdigit()) or len(text) > 12:
+                    return PlainTextResponse("price: a whole number of sats, please", status_code=400)
+                await ctx.engine.set_price(name, int(text) * 1000)
+            else:
+                return PlainTextResponse(f"unknown action {action[:20]!r}", status_code=400)
+        except KeyError:
+            return PlainTextResponse(f"no agent named {name[:40]!r}", status_code=404)
+        return RedirectResponse("/operator", status_code=303)
+
     return [
+        Route("/operator/agents/{name}", operator_change, methods=["POST"]),
         Route("/login", login_page, methods=["GET"]),
         Route("/login/nonce", nonce, methods=["POST"]),
         Route("/login", login, methods=["POST"]),
@@ -96,6 +123,7 @@ def _agents(ctx: WebContext) -> list[dict[str, object]]:
             "price_msat": agent.config.price_msat,
             "per_kb_msat": agent.config.price_per_kb_msat,
             "kinds": sorted(agent.handlers),
+            "paused": agent.paused,
             "unavailable": sorted(agent.unavailable.items()),
         }
         for agent in ctx.engine.agents
