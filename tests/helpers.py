@@ -55,3 +55,52 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class RunningNode:
+    """A real ``timmy run`` on a fresh data dir (free ports), for tests that use the CLI as people do.
+
+    ``toml``, when given, is written as node.toml before ``timmy init``, so its
+    agents get keys. Use as a context manager; ``env`` carries the passphrase.
+    """
+
+    def __init__(self, tmp_path: Path, passphrase: str, toml: str | None = None) -> None:
+        import os
+
+        self.data = tmp_path / "node"
+        self.log_path = tmp_path / "node.log"
+        self.env = {**os.environ, "TIMMY_PASSPHRASE": passphrase}
+        self.toml = toml
+        self.port = free_port()
+        self.relay = f"ws://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> RunningNode:
+        import subprocess
+
+        self.data.mkdir(parents=True)
+        if self.toml is not None:
+            (self.data / "node.toml").write_text(self.toml)
+        subprocess.run([*timmy(), "init", "--data", str(self.data), "--log-n", "8"], env=self.env,
+                       check=True, capture_output=True, timeout=60)
+        self._log = self.log_path.open("wb")
+        self._proc = subprocess.Popen(
+            [*timmy(), "run", "--data", str(self.data), "--relay-port", str(self.port), "--web-port", "0"],
+            env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._proc.terminate()
+        self._proc.wait(20)
+        self._log.close()
+
+    async def cli(self, *args: str, timeout: float = 60) -> tuple[int, str, str]:
+        """``timmy ARGS`` with this node's passphrase: (status, stdout, stderr)."""
+        import asyncio
+
+        proc = await asyncio.create_subprocess_exec(
+            *timmy(), *args, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()

@@ -8,6 +8,7 @@ money), ``cln`` (Core Lightning over its JSON-RPC socket), ``lnd`` (gRPC) and
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -56,6 +57,15 @@ class Payment:
 
 
 OnSettled = Callable[[Settlement], None]
+
+
+def report(on_settled: OnSettled, settlement: Settlement, log: logging.Logger) -> None:
+    """Hand a settlement to the node; a listener's failure is logged, never the backend's problem."""
+    log.info("invoice paid: %s, %d msat", settlement.label or settlement.payment_hash, settlement.amount_msat)
+    try:
+        on_settled(settlement)
+    except Exception:
+        log.exception("on_settled failed for %s", settlement.payment_hash)
 
 
 class Wallet(Protocol):

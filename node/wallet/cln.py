@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from pyln.client import LightningRpc, Millisatoshi, RpcError
 
-from node.wallet import Invoice, OnSettled, Payment, PaymentFailed, Settlement, WalletError
+from node.wallet import Invoice, OnSettled, Payment, PaymentFailed, Settlement, WalletError, report
 
 log = logging.getLogger(__name__)
 
@@ -179,16 +179,7 @@ class ClnWallet:
     def _report(self, paid: dict[str, Any]) -> None:
         if paid.get("status") != "paid" or self._on_settled is None:
             return
-        settlement = _settlement(paid)
-        log.info(
-            "invoice paid: %s, %d msat",
-            settlement.label or settlement.payment_hash,
-            settlement.amount_msat,
-        )
-        try:
-            self._on_settled(settlement)
-        except Exception:
-            log.exception("on_settled failed for %s", settlement.payment_hash)
+        report(self._on_settled, _settlement(paid), log)
 
     # --- paying ----------------------------------------------------------------
 

@@ -50,7 +50,7 @@ from urllib.parse import parse_qs, urlsplit
 from dvm.encryption import DecryptionFailed, Scheme, decrypt, encrypt
 from nips.nip01 import Event, Signer, is_hex64
 from node.links import RelayPool
-from node.wallet import Invoice, OnSettled, Payment, PaymentFailed, Settlement, WalletError
+from node.wallet import Invoice, OnSettled, Payment, PaymentFailed, Settlement, WalletError, report
 
 log = logging.getLogger(__name__)
 
@@ -433,15 +433,7 @@ class NwcWallet:
             made.reported = True
         if len(self._reported) > REPORTED_MEMORY:
             self._reported.popitem(last=False)
-        log.info(
-            "invoice paid: %s, %d msat",
-            settlement.label or settlement.payment_hash,
-            settlement.amount_msat,
-        )
-        try:
-            self._on_settled(settlement)
-        except Exception:
-            log.exception("on_settled failed for %s", settlement.payment_hash)
+        report(self._on_settled, settlement, log)
 
     # --- paying, offers, balance -------------------------------------------------
 
