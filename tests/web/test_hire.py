@@ -275,3 +275,27 @@ async def test_the_form_lists_each_agent_kind_with_its_price(node):
     assert "21 sats per job + 1 sat per started KiB of input" in page
     assert 'aria-live="polite"' in page
     assert "Pay with the dev wallet (not real money)" in page
+
+
+async def test_agents_of_other_nodes_are_offered_with_their_own_relay(node):
+    """A NIP-89 announcement from another node (read from the relays) becomes a choice on /hire."""
+    import os
+
+    from nips.nip01 import Signer
+    from nips.nip89 import HandlerInfo, handler_content, handler_tags
+
+    remote = Signer(os.urandom(32))
+    info = HandlerInfo(pubkey=remote.pubkey, d="far", kinds=(5002,), name="far-translator",
+                       relays=("wss://relay.example.org",), node="ab" * 32, price_msat=7000)
+    link = RelayLink(node["relay"].url)
+    await link.start()
+    assert (await link.publish(remote.sign(31990, handler_content(info), handler_tags(info),
+                                           created_at=int(time.time()))))[0]
+    await link.stop()
+    cookies, _ = _session(node)
+    async with httpx.AsyncClient(base_url=node["web"].url, cookies=cookies) as client:
+        page = (await client.get("/hire")).text
+    assert f'data-pubkey="{remote.pubkey}"' in page
+    assert 'data-relay="wss://relay.example.org"' in page
+    assert "far-translator: kind 5002 (kind 5002), 7 sats, on another node" in page
+    assert 'value="summarizer:5001"' in page  # this node's own agents are still there

@@ -44,7 +44,9 @@ def routes(ctx: WebContext) -> list[Route]:
             "hire.html",
             **auth.page_context(request, ctx),
             relay_url=ctx.relay_url,
-            capabilities=_capabilities(ctx.engine.agents) if ctx.engine else None,
+            capabilities=(
+                _capabilities(ctx.engine.agents) + await _federation_capabilities(ctx) if ctx.engine else None
+            ),
             dev_wallet=wallet is not None and not wallet.real_money,
         )
 
@@ -89,6 +91,7 @@ def _capabilities(agents: Sequence[Agent]) -> list[dict[str, Any]]:
     """One choice per (agent, kind) it serves now; kinds it cannot serve are left out."""
     return [
         {
+            "value": f"{agent.name}:{kind}",
             "agent": agent.name,
             "pubkey": agent.pubkey,
             "kind": kind,
@@ -98,6 +101,36 @@ def _capabilities(agents: Sequence[Agent]) -> list[dict[str, Any]]:
         for agent in agents
         for kind, handler in sorted(agent.handlers.items())
     ]
+
+
+async def _federation_capabilities(ctx: WebContext) -> list[dict[str, Any]]:
+    """Agents of other nodes and providers, from the NIP-89 announcements on the relays we read.
+
+    Each comes with the relay its announcement names, where the browser sends
+    the request; one we cannot reach from a browser (no ws:// or wss://) is left out.
+    """
+    from nips.nip89 import HANDLER_KIND, parse_handler
+
+    if ctx.links is None or ctx.engine is None:
+        return []
+    ours = {a.pubkey for a in ctx.engine.agents}
+    try:
+        found = await ctx.links.query([{"kinds": [HANDLER_KIND], "limit": 500}], timeout=2.0)
+    except Exception:  # the relays did not answer: offer this node's agents only
+        return []
+    choices: dict[tuple[str, int], dict[str, Any]] = {}
+    for info in filter(None, map(parse_handler, found)):
+        relay = next((r for r in info.relays if r.startswith(("ws://", "wss://"))), "")
+        if info.pubkey in ours or not relay:
+            continue
+        for kind in info.kinds:
+            price = "price not announced" if info.price_msat is None else f"{info.price_msat // 1000} sats"
+            choices.setdefault((info.pubkey, kind), {
+                "value": f"{info.pubkey[:16]}:{kind}",
+                "agent": info.name or info.pubkey[:12], "pubkey": info.pubkey, "kind": kind,
+                "title": f"kind {kind}", "price": price, "relay": relay,
+            })
+    return sorted(choices.values(), key=lambda c: (c["kind"], c["agent"]))
 
 
 def _bolt11_of(body: bytes) -> str | None:

@@ -49,9 +49,9 @@
 
   // One WebSocket to the relay: OK answers resolve the publish waiting on them,
   // EVENTs of our subscription go to onEvent.
-  function connect(onEvent) {
+  function connect(onEvent, url = relayUrl) {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(relayUrl);
+      const ws = new WebSocket(url);
       const waiting = new Map(); // event id -> resolve({ok, message})
       const relay = {
         subscribe(sub, filter) {
@@ -68,7 +68,7 @@
         },
       };
       ws.addEventListener("open", () => resolve(relay));
-      ws.addEventListener("error", () => reject(new Error(`Could not reach the relay at ${relayUrl}.`)));
+      ws.addEventListener("error", () => reject(new Error(`Could not reach the relay at ${url}.`)));
       ws.addEventListener("close", () => {
         for (const done of waiting.values()) done({ ok: false, message: "the relay closed the connection" });
         waiting.clear();
@@ -199,7 +199,9 @@
       return;
     }
     const kind = Number(option.dataset.kind);
-    const tags = [["i", text, "text"], ["p", option.dataset.pubkey], ["relays", relayUrl]];
+    // An agent of another node reads its own relays (its NIP-89 announcement says which).
+    const target = option.dataset.relay || relayUrl;
+    const tags = [["i", text, "text"], ["p", option.dataset.pubkey], ["relays", target]];
     if (bid !== "") {
       if (!/^[0-9]+$/.test(bid)) {
         say("The most you will pay must be a whole number of sats.");
@@ -227,7 +229,7 @@
         if (!about || about[0] !== current.id) return;
         if (ev.kind === 7000) onFeedback(ev);
         else if (ev.kind === kind + 1000) onResult(ev);
-      });
+      }, target);
       // Subscribe before publishing, so no answer can slip past.
       current.relay.subscribe(`hire-${request.id.slice(0, 16)}`, { kinds: [7000, kind + 1000], "#e": [request.id] });
       const answer = await current.relay.publish(request);
