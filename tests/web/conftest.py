@@ -16,6 +16,7 @@ from nostr_sdk import Keys
 
 from node.app import node_parts
 from node.config import loads
+from tests.web.chromium import browser  # noqa: F401  (the Chromium fixture, for every web test)
 
 BASE = "[relay]\nport = 0\n[web]\nport = 0\n"
 # (price_msat, price_per_kb_msat) of the default agents in these tests.

@@ -8,42 +8,10 @@ paths are printed (``pytest -s`` shows them).
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-ROOT = Path(__file__).resolve().parents[2]
-NOSTR_TOOLS = ROOT / "tests/interop/node_modules/nostr-tools/lib/nostr.bundle.js"
-SHIM = Path(__file__).with_name("shim.js")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium; .ci/run does)")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        await browser.close()
-
-
-async def _shot(page: Page, tmp_path: Path, name: str) -> None:
-    path = tmp_path / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 0
-    print(f"screenshot: {path}")
+from tests.web.chromium import NOSTR_TOOLS, SHIM, shot
 
 
 async def _focused(page: Page) -> str:
@@ -79,7 +47,7 @@ async def test_the_overview_reads_and_works_from_the_keyboard(node, browser, tmp
         await page.keyboard.press("Shift+Tab")
     await page.keyboard.press("Enter")
     assert page.url == url + "/#main"
-    await _shot(page, tmp_path, "overview")
+    await shot(page, tmp_path, "overview")
     await page.get_by_role("link", name="pow", exact=True).click()
     await expect(page).to_have_url(url + "/agents/pow")
 
@@ -96,7 +64,7 @@ async def test_an_agent_page_shows_keys_and_qr_codes(node, browser, tmp_path):
     await expect(page.get_by_role("img", name="QR code of summarizer's lightning address")).to_be_visible()
     headings = await page.locator("h1, h2, h3").evaluate_all("els => els.map(e => Number(e.tagName[1]))")
     assert headings[0] == 1 and all(b - a <= 1 for a, b in itertools.pairwise(headings))
-    await _shot(page, tmp_path, "agent")
+    await shot(page, tmp_path, "agent")
 
 
 async def test_the_pages_read_without_javascript(node, browser):
@@ -123,7 +91,7 @@ async def test_logging_in_through_a_nip07_extension(node, browser, tmp_path):
     await page.get_by_role("button", name="Log in with your Nostr extension").click()
     await page.wait_for_url(url + "/")
     await expect(page.get_by_text(f"signed in as {pubkey[:12]}")).to_be_visible()
-    await _shot(page, tmp_path, "signed-in")
+    await shot(page, tmp_path, "signed-in")
     await page.get_by_role("button", name="Log out").click()
     await page.wait_for_url(url + "/")
     await expect(page.get_by_role("link", name="Log in")).to_be_visible()

@@ -14,7 +14,6 @@ import pytest
 from nips.nip01 import Signer
 from nips.nip89 import HANDLER_KIND, HandlerInfo, handler_content, handler_tags
 from node.links import RelayLink
-from tests.web.test_browser import browser  # noqa: F401  (the Chromium fixture)
 
 # The writer has no language model configured, so it announces nothing.
 OWN_AGENTS = ("summarizer", "pow", "reputation")
@@ -134,7 +133,7 @@ async def test_a_job_shows_as_an_edge(node):
     assert "Jobs per agent in the last 24 hours" in _text((await _get(node, "/federation")).text)
 
 
-async def test_the_map_is_drawn_in_chromium(node, browser, tmp_path):  # noqa: F811
+async def test_the_map_is_drawn_in_chromium(node, browser, tmp_path):
     await _announce_other_node(node)
     data = await _federation(node, len(OWN_AGENTS) + 1)
     agents = sum(len(n["agents"]) for n in data["nodes"])

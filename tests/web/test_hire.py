@@ -18,26 +18,14 @@ from typing import Any
 import httpx
 import pytest
 from nostr_sdk import Keys
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from node.app import node_parts
 from node.config import loads
 from node.links import RelayLink
+from tests.web.chromium import shot, signed_in
 from web import auth
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-ROOT = Path(__file__).resolve().parents[2]
-NOSTR_TOOLS = ROOT / "tests/interop/node_modules/nostr-tools/lib/nostr.bundle.js"
-SHIM = Path(__file__).with_name("shim.js")
 TEXT = (
     "Lightning payments settle in seconds because they move along channels that are already open. "
     "Each hop forwards the payment only when it can claim the same amount from the next one. "
@@ -69,43 +57,6 @@ async def free_node(tmp_path: Path, identities: dict[str, Keys]) -> AsyncIterato
     finally:
         for part in reversed(started):
             await part.stop()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium; .ci/run does)"
-        )
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield browser
-        await browser.close()
-
-
-async def _signed_in(browser: Browser, url: str) -> tuple[BrowserContext, Page, str]:
-    """A browser context with the NIP-07 shim, logged in through the login page."""
-    assert NOSTR_TOOLS.exists(), (
-        f"{NOSTR_TOOLS} is missing: run `make test` once (npm ci in tests/interop)"
-    )
-    context = await browser.new_context()
-    await context.add_init_script(
-        script=NOSTR_TOOLS.read_text() + "\nwindow.NostrTools = NostrTools;"
-    )
-    await context.add_init_script(path=SHIM)
-    page = await context.new_page()
-    await page.goto(url + "/login")
-    pubkey = await page.evaluate("() => window.nostr.getPublicKey()")
-    await page.get_by_role("button", name="Log in with your Nostr extension").click()
-    await page.wait_for_url(url + "/")
-    return context, page, pubkey
-
-
-async def _shot(page: Page, tmp_path: Path, name: str) -> None:
-    path = tmp_path / f"{name}.png"
-    await page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 0
-    print(f"screenshot: {path}")
 
 
 async def _hire(page: Page, url: str, agent: str, text: str, bid_sats: str = "") -> None:
@@ -140,13 +91,13 @@ async def test_hiring_the_free_summarizer_shows_its_result_and_rating_publishes_
     free_node, browser, identities, tmp_path
 ):
     url = free_node["web"].url
-    context, page, _ = await _signed_in(browser, url)
+    context, page, _ = await signed_in(browser, url)
     await _hire(page, url, "summarizer", TEXT)
     updates = page.locator("#job-updates")
     await expect(updates).to_contain_text("processing")
     result = page.locator("#result-content")
     await expect(result).to_contain_text(SUMMARY, timeout=15_000)
-    await _shot(page, tmp_path, "hire-free-result")
+    await shot(page, tmp_path, "hire-free-result")
 
     await page.get_by_role("button", name="Report a problem").click()
     await expect(page.locator("#rating-status")).to_have_text(
@@ -154,7 +105,7 @@ async def test_hiring_the_free_summarizer_shows_its_result_and_rating_publishes_
     )
     await page.get_by_role("button", name="Good service").click()
     await expect(page.get_by_role("status").filter(has_text="Rated")).to_be_visible()
-    await _shot(page, tmp_path, "hire-rated")
+    await shot(page, tmp_path, "hire-rated")
 
     agent = identities["agent-summarizer"].public_key().to_hex()
     link = RelayLink(free_node["web"].context.relay_url)
@@ -173,7 +124,7 @@ async def test_hiring_the_free_summarizer_shows_its_result_and_rating_publishes_
 
 async def test_hiring_a_priced_agent_is_paid_with_the_dev_wallet(node, browser, tmp_path):
     url = node["web"].url
-    context, page, _ = await _signed_in(browser, url)
+    context, page, _ = await signed_in(browser, url)
     await _hire(page, url, "summarizer", TEXT, bid_sats="100")
     await expect(page.locator("#job-updates")).to_contain_text("payment-required: 22 sats")
     invoice = page.locator("#invoice")
@@ -181,18 +132,18 @@ async def test_hiring_a_priced_agent_is_paid_with_the_dev_wallet(node, browser, 
     qr = page.get_by_role("img", name="QR code of the invoice")
     await expect(qr).to_be_visible()
     assert await qr.evaluate("img => img.naturalWidth") > 100
-    await _shot(page, tmp_path, "hire-payment-required")
+    await shot(page, tmp_path, "hire-payment-required")
 
     await page.get_by_role("button", name="Pay with the dev wallet (not real money)").click()
     await expect(page.locator("#payment-status")).to_contain_text("Paid 22 sats")
     await expect(page.locator("#result-content")).to_contain_text(SUMMARY, timeout=15_000)
-    await _shot(page, tmp_path, "hire-paid-result")
+    await shot(page, tmp_path, "hire-paid-result")
     await context.close()
 
 
 async def test_a_bid_below_the_price_is_refused_with_the_reason(node, browser):
     url = node["web"].url
-    context, page, _ = await _signed_in(browser, url)
+    context, page, _ = await signed_in(browser, url)
     await _hire(page, url, "summarizer", TEXT, bid_sats="1")
     await expect(page.locator("#job-updates")).to_contain_text("error: ")
     await expect(page.locator("#job-updates")).to_contain_text("below the price")

@@ -15,7 +15,7 @@ from playwright.async_api import expect
 
 from nips import nip57
 from node.links import RelayLink
-from tests.web.test_hire import _shot, _signed_in, browser  # noqa: F401 (browser is a fixture)
+from tests.web.chromium import shot, signed_in
 
 
 async def _receipts(relay_url: str, pubkey: str, *, wait: float = 5.0) -> list:
@@ -32,7 +32,7 @@ async def _receipts(relay_url: str, pubkey: str, *, wait: float = 5.0) -> list:
         await link.stop()
 
 
-async def test_logged_out_visitors_see_no_zap_form(node, browser):  # noqa: F811
+async def test_logged_out_visitors_see_no_zap_form(node, browser):
     page = await browser.new_page()
     await page.goto(node["web"].url + "/agents/summarizer")
     await expect(page.get_by_role("heading", name="Lightning address (zaps)")).to_be_visible()
@@ -42,14 +42,14 @@ async def test_logged_out_visitors_see_no_zap_form(node, browser):  # noqa: F811
 
 async def test_zapping_an_agent_with_the_dev_wallet_publishes_a_valid_receipt(
     node,
-    browser,  # noqa: F811
+    browser,
     identities,
     tmp_path,
 ):
     web = node["web"]
     url = web.url
     agent = identities["agent-summarizer"].public_key().to_hex()
-    context, page, _ = await _signed_in(browser, url)
+    context, page, _ = await signed_in(browser, url)
     await page.goto(url + "/agents/summarizer")
     # The shim makes a fresh key on every page load: this page's key signs the zap.
     zapper = await page.evaluate("() => window.nostr.getPublicKey()")
@@ -58,11 +58,11 @@ async def test_zapping_an_agent_with_the_dev_wallet_publishes_a_valid_receipt(
     await expect(amount).to_have_value("21")
     await page.get_by_role("button", name="Zap summarizer").click()
     await expect(page.locator("#zap-bolt11")).to_contain_text("lnbcrt")
-    await _shot(page, tmp_path, "zap-invoice")
+    await shot(page, tmp_path, "zap-invoice")
 
     await page.get_by_role("button", name="Pay with the dev wallet (not real money)").click()
     await expect(page.get_by_role("status")).to_contain_text("Zapped 21 sats")
-    await _shot(page, tmp_path, "zap-paid")
+    await shot(page, tmp_path, "zap-paid")
     await context.close()
 
     receipts = await _receipts(web.context.relay_url, agent)
@@ -75,9 +75,9 @@ async def test_zapping_an_agent_with_the_dev_wallet_publishes_a_valid_receipt(
     assert [web.context.relay_url] == receipt.request.event.tag_values("relays")
 
 
-async def test_a_bad_amount_is_refused_in_text(node, browser):  # noqa: F811
+async def test_a_bad_amount_is_refused_in_text(node, browser):
     url = node["web"].url
-    context, page, _ = await _signed_in(browser, url)
+    context, page, _ = await signed_in(browser, url)
     await page.goto(url + "/agents/summarizer")
     await page.get_by_label("Amount (sats)").fill("0")
     await page.get_by_role("button", name="Zap summarizer").click()
