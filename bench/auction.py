@@ -27,7 +27,6 @@ if __package__ in (None, ""):
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -38,7 +37,7 @@ import time
 from typing import Any
 
 from bench.relays import NostrRelayPy, RelayProcess, TimmyRelay, free_port
-from bench.report import machine
+from bench.report import emit, machine
 from dvm.client import Awarder, JobSpec, build_request
 from nips import auction
 from nips.nip01 import Event, Signer
@@ -166,10 +165,7 @@ def main() -> None:
                 result["shared"][name] = asyncio.run(run_shared(relay, args.auctions, workdir))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

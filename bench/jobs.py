@@ -34,7 +34,7 @@ import time
 from typing import Any
 
 from bench.relays import ROOT, free_port
-from bench.report import machine
+from bench.report import emit, int_list, machine
 from nips.nip01 import Event, Signer
 from node.config import default_toml
 from node.links import RelayLink
@@ -157,15 +157,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--inflight", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
+    parser.add_argument("--inflight", type=int_list, default=[1, 16, 64])
     parser.add_argument("--out", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the node's data dir and log")
     args = parser.parse_args()
     result = {"benchmark": "jobs", "machine": machine(), **asyncio.run(run(args))}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ if __package__ in (None, ""):
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import tempfile
@@ -33,7 +32,7 @@ import time
 from typing import Any
 
 from bench.jobs import _percentiles, start_node, stop_node
-from bench.report import machine
+from bench.report import emit, machine
 from nips.nip01 import Event, Signer
 from node.links import RelayLink
 from node.wallet.dev import DevWallet
@@ -111,10 +110,7 @@ def main() -> None:
         }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

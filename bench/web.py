@@ -23,7 +23,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -34,7 +33,7 @@ from typing import Any
 import httpx
 
 from bench.jobs import _percentiles, start_node, stop_node
-from bench.report import machine
+from bench.report import emit, machine
 from nips.nip01 import Signer
 
 PAGES = ("/", "/agents/summarizer", "/.well-known/nostr.json", "/login", "/health")
@@ -101,10 +100,7 @@ def main() -> None:
     finally:
         stop_node(proc)
         shutil.rmtree(workdir, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -63,8 +63,7 @@ class Bidding:
         if job is None or job.state is not State.BIDDING:
             return
         self._received.setdefault(request_id, {}).setdefault(event.id, int(self.engine.clock()))
-        if relay != self.engine.home_relay:
-            self.engine._spawn(self.engine.pool.publish(event, urls=[self.engine.home_relay]))
+        self.engine.keep(event, relay)
         if event.kind == auction.AWARD_KIND and event.pubkey == job.event.pubkey:
             future = self._awards.setdefault(request_id, asyncio.get_running_loop().create_future())
             if not future.done():

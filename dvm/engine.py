@@ -198,6 +198,11 @@ class Engine:
         if not task.cancelled() and task.exception() is not None:
             log.error("engine task failed", exc_info=task.exception())
 
+    def keep(self, event: Event, relay: str) -> None:
+        """Copy an event the node acts upon, read elsewhere, into its own relay: the audit log."""
+        if relay != self.home_relay:
+            self._spawn(self.pool.publish(event, urls=[self.home_relay]))
+
     def _request_filters(self, since: int) -> list[dict[str, Any]]:
         # Open requests of the kinds we serve, and anything addressed to our
         # agents (an unsupported kind addressed to us deserves an answer).
@@ -225,8 +230,7 @@ class Engine:
         if record is None:
             return  # seen before (another relay, or before a restart)
         self.metrics.received(event.kind)
-        if relay != self.home_relay:
-            self._spawn(self.pool.publish(event, urls=[self.home_relay]))  # the audit log
+        self.keep(event, relay)
         job = Job(record, event)
         self.jobs[job.id] = job
         await self._decide(job)
@@ -630,12 +634,19 @@ class Engine:
         await self._publish(None, events)
 
     async def _retry_unsent(self) -> None:
+        """Publish again what no relay has confirmed for a whole round (a relay was down).
+
+        Only events unsent at two checks in a row: the others are, most likely,
+        being published for the first time right now.
+        """
+        earlier: set[str] = set()
         while True:
             await asyncio.sleep(RETRY_SECONDS)
-            unsent = await self.store.unsent()
-            # Skip what is probably still in flight for the first time.
-            if unsent:
-                await self._publish_raw([raw for _, raw in unsent])
+            unsent = {raw for _, raw in await self.store.unsent()}
+            stuck = unsent & earlier
+            if stuck:
+                await self._publish_raw(stuck)
+            earlier = unsent
 
     async def _sweep(self) -> None:
         """Expire jobs that waited too long for payment or for their input."""

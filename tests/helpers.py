@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import coincurve
 
@@ -104,3 +106,21 @@ class RunningNode:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
         assert proc.returncode is not None
         return proc.returncode, out.decode(), err.decode()
+
+
+@contextlib.asynccontextmanager
+async def node_in_process(config: Any, data_dir: Path, identities: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """``timmy run``'s parts (``node.app.node_parts``) started here in order, by name;
+    those that started are stopped in reverse order afterwards, as ``node.app.serve`` does."""
+    from node.app import node_parts
+
+    parts = node_parts(config, data_dir, identities)
+    started: list[Any] = []
+    try:
+        for part in parts:
+            await part.start()
+            started.append(part)
+        yield {part.name: part for part in parts}
+    finally:
+        for part in reversed(started):
+            await part.stop()

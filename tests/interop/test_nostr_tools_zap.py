@@ -12,9 +12,9 @@ from nostr_sdk import Keys
 
 from nips import nip57
 from nips.nip01 import Signer, parse_event
-from node.app import node_parts
 from node.config import loads
 from node.links import RelayLink
+from tests.helpers import node_in_process
 
 from .conftest import INTEROP_DIR
 
@@ -24,16 +24,8 @@ PRICE = 8_000
 @pytest.fixture
 async def node(tmp_path):
     config = loads(f'[relay]\nport = 0\n[web]\nport = 0\n[[agents]]\nname = "seller"\nkinds = [5001]\nprice_msat = {PRICE}\n')
-    parts = node_parts(config, tmp_path, {"node": Keys.generate(), "agent-seller": Keys.generate()})
-    started = []
-    try:
-        for part in parts:
-            await part.start()
-            started.append(part)
-        yield {p.name: p for p in parts}
-    finally:
-        for part in reversed(started):
-            await part.stop()
+    async with node_in_process(config, tmp_path, {"node": Keys.generate(), "agent-seller": Keys.generate()}) as parts:
+        yield parts
 
 
 async def test_nostr_tools_zap_pays_for_the_job(node_modules, node):

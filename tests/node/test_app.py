@@ -121,19 +121,14 @@ async def test_the_whole_node_serves_a_job_and_reports_it_in_metrics(tmp_path):
     from nostr_sdk import Keys
 
     from nips.nip01 import Signer
-    from node.app import node_parts
     from node.links import RelayLink
+    from tests.helpers import node_in_process
 
     config = loads('[relay]\nport = 0\n[web]\nport = 0\n[[agents]]\nname = "summarizer"\nkinds = [5001]\n')
     identities = {"node": Keys.generate(), "agent-summarizer": Keys.generate()}
-    parts = node_parts(config, tmp_path, identities)
-    assert [p.name for p in parts] == ["relay", "links", "wallet", "reputation", "engine", "web"]
-    started = []
-    try:
-        for part in parts:
-            await part.start()
-            started.append(part)
-        url = parts[0].url
+    async with node_in_process(config, tmp_path, identities) as parts:
+        assert list(parts) == ["relay", "links", "wallet", "reputation", "engine", "web"]  # started in order
+        url = parts["relay"].url
         link = RelayLink(url)
         await link.start()
         customer = Signer(os.urandom(32))
@@ -153,6 +148,3 @@ async def test_the_whole_node_serves_a_job_and_reports_it_in_metrics(tmp_path):
         assert 'dvm_requests_total{kind="5001"} 1.0' in text
         assert "relay_events_stored_total" in text
         assert (tmp_path / "node.sqlite3").exists()
-    finally:
-        for part in reversed(started):
-            await part.stop()

@@ -14,9 +14,9 @@ from nostr_sdk import Keys
 
 from nips import nip57
 from nips.nip01 import Signer
-from node.app import node_parts
 from node.config import loads
 from node.links import RelayLink
+from tests.helpers import node_in_process
 
 PRICE = 5_000
 CONFIG = f"""
@@ -35,16 +35,8 @@ TEXT = "Zaps pay agents. A zap on a job request pays for the job. Receipts land 
 @pytest.fixture
 async def node(tmp_path):
     identities = {"node": Keys.generate(), "agent-seller": Keys.generate()}
-    parts = node_parts(loads(CONFIG), tmp_path, identities)
-    started = []
-    try:
-        for part in parts:
-            await part.start()
-            started.append(part)
-        yield {p.name: p for p in parts}
-    finally:
-        for part in reversed(started):
-            await part.stop()
+    async with node_in_process(loads(CONFIG), tmp_path, identities) as parts:
+        yield parts
 
 
 @pytest.fixture

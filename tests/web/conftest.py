@@ -6,6 +6,7 @@ fetched over real HTTP from ``nodes["web"].url``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -14,8 +15,8 @@ from typing import Any
 import pytest
 from nostr_sdk import Keys
 
-from node.app import node_parts
 from node.config import loads
+from tests.helpers import node_in_process
 from tests.web.chromium import browser  # noqa: F401  (the Chromium fixture, for every web test)
 
 BASE = "[relay]\nport = 0\n[web]\nport = 0\n"
@@ -34,25 +35,18 @@ def identities() -> dict[str, Keys]:
 @pytest.fixture
 async def start_node(tmp_path: Path, identities: dict[str, Keys]) -> AsyncIterator[StartNode]:
     """Starts a node (``extra`` TOML appended to the config); stops it after the test."""
-    started: list[Any] = []
+    async with contextlib.AsyncExitStack() as nodes:
 
-    async def start(extra: str = "") -> dict[str, Any]:
-        config = loads(BASE + extra)
-        agents = tuple(
-            dataclasses.replace(a, price_msat=PRICES[a.name][0], price_per_kb_msat=PRICES[a.name][1])
-            for a in config.agents
-        )
-        parts = node_parts(dataclasses.replace(config, agents=agents), tmp_path, identities)
-        for part in parts:
-            await part.start()
-            started.append(part)
-        return {part.name: part for part in parts}
+        async def start(extra: str = "") -> dict[str, Any]:
+            config = loads(BASE + extra)
+            agents = tuple(
+                dataclasses.replace(a, price_msat=PRICES[a.name][0], price_per_kb_msat=PRICES[a.name][1])
+                for a in config.agents
+            )
+            config = dataclasses.replace(config, agents=agents)
+            return await nodes.enter_async_context(node_in_process(config, tmp_path, identities))
 
-    try:
         yield start
-    finally:
-        for part in reversed(started):
-            await part.stop()
 
 
 @pytest.fixture

@@ -206,10 +206,12 @@ async def test_the_login_page_explains_nip07_and_loads_the_script(client: httpx.
     assert '<script src="/static/login.js"' in text
     assert f'data-login-url="{BASE}/login"' in text
     assert 'href="/login">Log in</a>' in text  # the layout: nobody signed in
+    assert '<script src="/static/nip07.js"' in text  # the shared signer, before login.js
     script = await client.get("/static/login.js")
     assert script.status_code == 200
-    assert "window.nostr.signEvent" in script.text
     assert "27235" in script.text
+    signer = await client.get("/static/nip07.js")
+    assert signer.status_code == 200 and "window.nostr.signEvent" in signer.text
 
 
 async def test_nonces_are_fresh_each_time(client: httpx.AsyncClient) -> None:

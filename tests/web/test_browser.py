@@ -11,7 +11,7 @@ import itertools
 
 from playwright.async_api import Page, expect
 
-from tests.web.chromium import NOSTR_TOOLS, SHIM, shot
+from tests.web.chromium import shot, signed_in
 
 
 async def _focused(page: Page) -> str:
@@ -78,18 +78,8 @@ async def test_the_pages_read_without_javascript(node, browser):
 
 
 async def test_logging_in_through_a_nip07_extension(node, browser, tmp_path):
-    assert NOSTR_TOOLS.exists(), f"{NOSTR_TOOLS} is missing: run `make test` once (npm ci in tests/interop)"
     url = node["web"].url
-    context = await browser.new_context()
-    # Playwright runs each init script inside a function, so the bundle's top-level
-    # `var NostrTools` would stay local to it: hand it to the shim through window.
-    await context.add_init_script(script=NOSTR_TOOLS.read_text() + "\nwindow.NostrTools = NostrTools;")
-    await context.add_init_script(path=SHIM)
-    page = await context.new_page()
-    await page.goto(url + "/login")
-    pubkey = await page.evaluate("() => window.nostr.getPublicKey()")
-    await page.get_by_role("button", name="Log in with your Nostr extension").click()
-    await page.wait_for_url(url + "/")
+    context, page, pubkey = await signed_in(browser, url)  # the login page, clicked as a person would
     await expect(page.get_by_text(f"signed in as {pubkey[:12]}")).to_be_visible()
     await shot(page, tmp_path, "signed-in")
     await page.get_by_role("button", name="Log out").click()

@@ -20,9 +20,9 @@ import pytest
 from nostr_sdk import Keys
 from playwright.async_api import Page, expect
 
-from node.app import node_parts
 from node.config import loads
 from node.links import RelayLink
+from tests.helpers import node_in_process
 from tests.web.chromium import shot, signed_in
 from web import auth
 
@@ -47,16 +47,8 @@ async def free_node(tmp_path: Path, identities: dict[str, Keys]) -> AsyncIterato
     )
     home = tmp_path / "free-node"
     home.mkdir()
-    parts = node_parts(config, home, identities)
-    started = []
-    try:
-        for part in parts:
-            await part.start()
-            started.append(part)
-        yield {part.name: part for part in parts}
-    finally:
-        for part in reversed(started):
-            await part.stop()
+    async with node_in_process(config, home, identities) as parts:
+        yield parts
 
 
 async def _hire(page: Page, url: str, agent: str, text: str, bid_sats: str = "") -> None:

@@ -5,6 +5,7 @@
 "use strict";
 
 (function () {
+  const { sign, errorOf } = window.Timmy; // web/static/nip07.js
   const form = document.getElementById("hire-form");
   if (!form) return;
   const relayUrl = form.dataset.relayUrl;
@@ -31,20 +32,6 @@
   function tagValue(event, name) {
     const tag = event.tags.find((t) => t[0] === name);
     return tag ? tag.slice(1) : null;
-  }
-
-  async function sign(template) {
-    if (!window.nostr || typeof window.nostr.signEvent !== "function") {
-      throw new Error("No Nostr extension found: install one that supports NIP-07, then reload.");
-    }
-    let signed;
-    try {
-      signed = await window.nostr.signEvent(template);
-    } catch (err) {
-      throw new Error(`Your extension did not sign${err && err.message ? `: ${err.message}` : "."}`);
-    }
-    if (!signed || !signed.sig || !signed.id) throw new Error("Your extension returned no signed event.");
-    return signed;
   }
 
   // One WebSocket to the relay: OK answers resolve the publish waiting on them,
@@ -131,16 +118,6 @@
     $("payment-status").textContent = "";
     if ($("pay-dev")) $("pay-dev").disabled = false;
     $("payment").hidden = false;
-  }
-
-  async function errorOf(response) {
-    try {
-      const body = await response.json();
-      if (body && body.error) return body.error;
-    } catch (_) {
-      // not JSON: fall back to the status line
-    }
-    return `${response.status} ${response.statusText}`;
   }
 
   async function payWithDevWallet(button) {

@@ -4,6 +4,7 @@
 "use strict";
 
 (function () {
+  const { hasExtension, sign, errorOf } = window.Timmy; // web/static/nip07.js
   const button = document.getElementById("login");
   const status = document.getElementById("login-status");
   const noExtension = document.getElementById("no-extension");
@@ -12,20 +13,6 @@
 
   function say(text) {
     status.textContent = text;
-  }
-
-  function hasExtension() {
-    return Boolean(window.nostr && typeof window.nostr.signEvent === "function");
-  }
-
-  async function errorOf(response) {
-    try {
-      const body = await response.json();
-      if (body && body.error) return body.error;
-    } catch (_) {
-      // not JSON: fall back to the status line
-    }
-    return `${response.status} ${response.statusText}`;
   }
 
   async function logIn() {
@@ -54,13 +41,7 @@
         tags: [["u", loginUrl], ["method", "POST"], ["challenge", nonce]],
         content: "",
       };
-      let signed;
-      try {
-        signed = await window.nostr.signEvent(template);
-      } catch (err) {
-        throw new Error(`Your extension did not sign the challenge${err && err.message ? `: ${err.message}` : "."}`);
-      }
-      if (!signed || !signed.sig) throw new Error("Your extension returned no signed event.");
+      const signed = await sign(template);
 
       say("Checking the signature…");
       const answer = await fetch(loginUrl, {

@@ -5,6 +5,7 @@
 "use strict";
 
 (function () {
+  const { sign, errorOf } = window.Timmy; // web/static/nip07.js
   const form = document.getElementById("zap-form");
   if (!form) return;
   const $ = (id) => document.getElementById(id);
@@ -54,20 +55,6 @@
     const url = relays.find((r) => typeof r === "string" && /^wss?:\/\//.test(r));
     if (!url) throw new Error("The node lists no relay for this agent, so the receipt would have nowhere to go.");
     return url;
-  }
-
-  async function sign(template) {
-    if (!window.nostr || typeof window.nostr.signEvent !== "function") {
-      throw new Error("No Nostr extension found: install one that supports NIP-07, then reload.");
-    }
-    let signed;
-    try {
-      signed = await window.nostr.signEvent(template);
-    } catch (err) {
-      throw new Error(`Your extension did not sign${err && err.message ? `: ${err.message}` : "."}`);
-    }
-    if (!signed || !signed.sig || !signed.id) throw new Error("Your extension returned no signed event.");
-    return signed;
   }
 
   async function zap(event) {
@@ -131,16 +118,7 @@
         headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
         body: JSON.stringify({ bolt11: current.bolt11 }),
       });
-      if (!response.ok) {
-        let reason = `${response.status} ${response.statusText}`;
-        try {
-          const body = await response.json();
-          if (body && body.error) reason = body.error;
-        } catch (_) {
-          // not JSON: keep the status line
-        }
-        throw new Error(`Not paid: ${reason}`);
-      }
+      if (!response.ok) throw new Error(`Not paid: ${await errorOf(response)}`);
       pending = null;
       $("zap-invoice").hidden = true;
       say(`Zapped ${satsText(current.sats)} (dev wallet, not real money).`);
