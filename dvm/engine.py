@@ -72,6 +72,7 @@ RETRY_SECONDS = 5.0  # how often unsent announcements are tried again
 SWEEP_SECONDS = 30.0  # how often waiting jobs are checked for expiry
 MAX_CUSTOMER_RELAYS = 3  # extra relays from a request's `relays` tag we publish to
 MAX_REPLY_LINKS = 32  # connections kept to such relays
+FILE_METADATA_KIND = 1063  # NIP-94: an `event` input of this kind means its `url`
 
 
 @dataclass(eq=False)
@@ -390,7 +391,7 @@ class Engine:
                 found = await self.pool.query([{"ids": [item.data]}], timeout=5.0)
                 if not found:
                     raise HandlerError(f"input event {item.data} not found on the node's relays")
-                texts.append(found[0].content)
+                texts.append(_event_input(found[0]))
             elif item.type == "job":
                 result = await self._result_of(item.data)
                 if result is None:
@@ -774,9 +775,23 @@ class Engine:
 
 def _for_handler(request: JobRequest) -> JobRequest:
     """The request as a handler sees it: without the params the engine itself acts on."""
-    params = tuple(p for p in request.params if p[0] not in auction.PARAMS)
-    return request if len(params) == len(request.params) else replace(request, params=params)
+    keep = [i for i, (name, _) in enumerate(request.params) if name not in auction.PARAMS]
+    if len(keep) == len(request.params):
+        return request
+    params = tuple(request.params[i] for i in keep)
+    tags = tuple(request.param_tags[i] for i in keep) if request.param_tags else ()
+    return replace(request, params=params, param_tags=tags)
 
 
 def _with_state(record: JobRecord, state: State) -> JobRecord:
     return replace(record, state=state, updated_at=int(time.time()))
+
+
+def _event_input(event: Event) -> str:
+    """What an ``event`` input means to a handler: its content, or for a NIP-94
+    file metadata event (kind 1063) the file's ``url`` (audio to transcribe)."""
+    if event.kind == FILE_METADATA_KIND:
+        url = event.first_tag_value("url")
+        if url:
+            return url
+    return event.content

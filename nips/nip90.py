@@ -83,6 +83,9 @@ class JobRequest:
     providers: tuple[str, ...] = ()  # `p` tags: the service providers addressed
     encrypted: bool = False
     hashtags: tuple[str, ...] = field(default=())
+    # Every value of each param tag, in the order of ``params``: most params
+    # have one value, a few (5000's ``range``: start, end) have more.
+    param_tags: tuple[tuple[str, ...], ...] = field(default=())
 
     @property
     def id(self) -> str:
@@ -105,6 +108,14 @@ class JobRequest:
 
     def param_values(self, name: str) -> list[str]:
         return [value for key, value in self.params if key == name]
+
+    def param_args(self, name: str) -> tuple[str, ...] | None:
+        """All the values of the first ``["param", name, value, ...]`` tag, or None."""
+        tags = self.param_tags or tuple((value,) for _, value in self.params)
+        for (key, _), values in zip(self.params, tags, strict=True):
+            if key == name:
+                return values
+        return None
 
     def job_inputs(self) -> list[str]:
         """Ids of the jobs whose output this one chains on (Appendix 1)."""
@@ -141,6 +152,7 @@ def parse_request(event: Event, private_tags: list[list[str]] | None = None) -> 
         raise BadRequest("encrypted request: params could not be decrypted")
     inputs: list[JobInput] = []
     params: list[tuple[str, str]] = []
+    param_tags: list[tuple[str, ...]] = []
     output = bid = None
     relays: list[str] = []
     providers: list[str] = []
@@ -153,6 +165,7 @@ def parse_request(event: Event, private_tags: list[list[str]] | None = None) -> 
             if len(tag) < 3:
                 raise BadRequest(f"malformed param tag {_show(tag)}: expected [param, name, value]")
             params.append((tag[1], tag[2]))
+            param_tags.append(tuple(tag[2:]))
         elif name in ("output", "bid", "p") and len(tag) < 2:
             raise BadRequest(f"malformed {name} tag {_show(tag)}: it has no value")
         elif name == "output":
@@ -181,6 +194,7 @@ def parse_request(event: Event, private_tags: list[list[str]] | None = None) -> 
         providers=tuple(dict.fromkeys(providers)),
         encrypted=encrypted,
         hashtags=tuple(hashtags),
+        param_tags=tuple(param_tags),
     )
 
 

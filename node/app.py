@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from dvm.engine import Engine
+    from dvm.memory import MemoryService
     from dvm.store import JobStore
     from nips.nip01 import Signer
     from node.config import NodeConfig, WalletSettings
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 
 RELAY_DB = "relay.sqlite3"
 NODE_DB = "node.sqlite3"
+BLOBS_DIR = "blobs"
+MEMORY_DB = "memory.sqlite3"
 DEV_WALLET_DB = "wallet-dev.sqlite3"
 SHUTDOWN_TIMEOUT = 10.0  # seconds per part; then we leave it behind and exit
 
@@ -243,6 +247,45 @@ class ReputationPart:
             await self.service.stop()
 
 
+class BlobPart:
+    """The blob store under ``DATA/blobs/``: Blossom serves it, handlers write their outputs to it."""
+
+    name = "blobs"
+
+    def __init__(self, config: NodeConfig, data_dir: Path) -> None:
+        from node.blobs import BlobStore
+
+        self.store = BlobStore(data_dir / BLOBS_DIR, config.web.base_url(), config.blobs.max_bytes)
+
+    async def start(self) -> None:
+        self.store.open()
+
+    async def stop(self) -> None:
+        self.store.close()
+
+
+class MemoryPart:
+    """Semantic memory: embeds what the home relay stores, for kind 5302 search (``dvm/memory.py``)."""
+
+    name = "memory"
+
+    def __init__(self, config: NodeConfig, data_dir: Path, links: Links) -> None:
+        self.path = data_dir / MEMORY_DB
+        self.kinds = config.memory.kinds
+        self.links = links
+        self.service: MemoryService | None = None
+
+    async def start(self) -> None:
+        from dvm.memory import MemoryService
+
+        self.service = MemoryService(self.path, self.links.pool, self.kinds)
+        await self.service.start()
+
+    async def stop(self) -> None:
+        if self.service is not None:
+            await self.service.stop()
+
+
 class EnginePart:
     """The job engine and its database, ``node.sqlite3``."""
 
@@ -258,8 +301,12 @@ class EnginePart:
         registry: CollectorRegistry | None = None,
         wallet: WalletPart | None = None,
         reputation: ReputationPart | None = None,
+        blobs: BlobPart | None = None,
+        memory: MemoryPart | None = None,
     ) -> None:
         self.config = config
+        self.blobs = blobs
+        self.memory = memory
         self.db_path = db_path
         self.links = links
         self.wallet = wallet
@@ -293,7 +340,7 @@ class EnginePart:
             retired_signers={n: s for n, s in self.signers.items() if n not in configured},
             wallet=self.wallet.wallet if self.wallet else None,
             web_domain=self.config.web.base_url().split("://", 1)[1],
-            services={"reputation": self.reputation.service} if self.reputation else {},
+            services=self._services(),
             metrics=JobMetrics(self.registry),
         )
         if self.wallet is not None:
@@ -303,6 +350,17 @@ class EnginePart:
         except BaseException:
             await self.store.close()
             raise
+
+    def _services(self) -> dict[str, Any]:
+        """What handlers may use (``JobContext.services``), by name."""
+        services: dict[str, Any] = {}
+        if self.reputation is not None:
+            services["reputation"] = self.reputation.service
+        if self.blobs is not None:
+            services["blobs"] = self.blobs.store
+        if self.memory is not None and self.memory.service is not None:
+            services["memory"] = self.memory.service
+        return services
 
     async def stop(self) -> None:
         if self.engine is not None:
@@ -367,6 +425,13 @@ class WebPart:
             wallet=self.wallet.wallet,
             links=self.links.pool,
             zaps=self.zaps,
+            blobs=self.engine.blobs.store if self.engine.blobs else None,
+            # Agents may always upload (their outputs); others as [blobs] says.
+            blob_uploaders=(
+                frozenset(self.config.blobs.upload_pubkeys) | {a.pubkey for a in engine.agents}
+                if self.config.blobs.upload_pubkeys
+                else frozenset()
+            ),
             metrics=(lambda: generate_latest(registry)) if registry else None,
         )
         app = create_app(self.context)
@@ -416,6 +481,12 @@ def node_parts(config: NodeConfig, data_dir: Path, identities: Mapping[str, Keys
     from prometheus_client import CollectorRegistry
 
     node_signer, agent_signers = signers_of(identities)
+    if config.models.dir:
+        from node.models import MODELS_DIR_ENV
+
+        # The voice handlers find their models through node.models.models_dir(),
+        # which reads this; settings.tts.model_dir still wins for one agent.
+        os.environ[MODELS_DIR_ENV] = str(Path(config.models.dir).expanduser())
     if config.web.port == 0:
         # The agents' lud16 and the LNURL callback name the web port before the
         # server listens: pick the free port now.
@@ -428,11 +499,16 @@ def node_parts(config: NodeConfig, data_dir: Path, identities: Mapping[str, Keys
     reputation = ReputationPart(
         config, links, node_signer, lambda: [agent_signers[n].pubkey for n in configured if n in agent_signers]
     )
+    blobs = BlobPart(config, data_dir)
+    memory = MemoryPart(config, data_dir, links) if config.memory.enabled else None
     engine = EnginePart(
-        config, data_dir / NODE_DB, links, agent_signers, node_signer, registry, wallet, reputation
+        config, data_dir / NODE_DB, links, agent_signers, node_signer, registry, wallet, reputation, blobs, memory
     )
     web = WebPart(config, engine, wallet, links, node_signer, registry)
-    return [relay, links, wallet, reputation, engine, web]
+    parts: list[Part] = [relay, links, wallet, reputation, blobs]
+    if memory is not None:
+        parts.append(memory)
+    return [*parts, engine, web]
 
 
 def _free_port(host: str) -> int:

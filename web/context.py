@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dvm.engine import Engine
+    from node.blobs import BlobStore
     from node.links import RelayPool
     from node.wallet import Wallet
     from node.zaps import Zaps
@@ -27,6 +28,9 @@ class WebContext:
     wallet: Wallet | None = None
     links: RelayPool | None = None
     zaps: Zaps | None = None
+    blobs: BlobStore | None = None  # Blossom (web/routes/blossom.py)
+    # Keys allowed to upload blobs; empty means any key with a valid authorization.
+    blob_uploaders: frozenset[str] = frozenset()
     metrics: Callable[[], bytes] | None = None
     # Signs session cookies and CSRF tokens. Random per start, never on disk:
     # a restart logs everyone out, which is the price of that.

@@ -46,8 +46,9 @@ class JobContext:
 
     request: JobRequest
     # The request's inputs in order, resolved by the engine: a `text` input is
-    # its data, an `event` input the event's content, a `job` input the
-    # content of that job's result; a `url` input is the URL itself.
+    # its data, an `event` input the event's content (a NIP-94 kind 1063 file
+    # event: its `url`), a `job` input the content of that job's result; a
+    # `url` input is the URL itself.
     texts: list[str]
     settings: Settings = field(default_factory=dict)
     # Set when the job is cancelled or timed out. Handlers that run work in a
@@ -55,7 +56,9 @@ class JobContext:
     stop: threading.Event = field(default_factory=threading.Event)
     # Publishes `partial` feedback: progress("3/10 chunks", sample_text).
     progress: Callable[..., Awaitable[None]] = _no_progress
-    # The node's services a handler may use, by name (e.g. "reputation").
+    # The node's services a handler may use, by name: "reputation"
+    # (reputation.service.ReputationService), "blobs" (node.blobs.BlobStore),
+    # "memory" (dvm.memory.MemoryService). A node may lack any of them.
     services: Mapping[str, Any] = field(default_factory=dict)
 
 

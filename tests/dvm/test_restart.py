@@ -84,12 +84,21 @@ class Node:
                 self.proc.kill()
 
 
+async def _wait_for_log(node: Node, text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in node.log.read_text(errors="replace"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not in the node's log after {timeout} s")
+        await asyncio.sleep(0.05)
+
+
 async def test_sigkill_during_100_jobs_each_finishes_exactly_once(data_dir: Path):
     node = Node(data_dir, free_port())
     node.start()
     customer = Customer(f"ws://127.0.0.1:{node.port}")
     try:
-        await asyncio.sleep(1.0)
+        # Requests sent while the engine starts would be counted as resumed.
+        await _wait_for_log(node, "engine ready", timeout=30)
         await customer.start()
         unsigned = {}
         requests = []

@@ -160,6 +160,15 @@ def test_params_keep_order_and_repeats():
     assert job.param_values("model") == ["LLaMA-2"]
 
 
+def test_param_args_keep_every_value_of_a_tag():
+    # 5000's range is ["param", "range", start, end]: one param, two values.
+    job = parse_request(request(["param", "range", "30", "60"], ["param", "alignment", "word"], kind=5000))
+    assert job.param("range") == "30"
+    assert job.param_args("range") == ("30", "60")
+    assert job.param_args("alignment") == ("word",)
+    assert job.param_args("language") is None
+
+
 def test_missing_param_gives_the_default():
     job = parse_request(request(["param", "lang", "es"]))
     assert job.param("max_tokens") is None

@@ -127,7 +127,8 @@ async def test_the_whole_node_serves_a_job_and_reports_it_in_metrics(tmp_path):
     config = loads('[relay]\nport = 0\n[web]\nport = 0\n[[agents]]\nname = "summarizer"\nkinds = [5001]\n')
     identities = {"node": Keys.generate(), "agent-summarizer": Keys.generate()}
     async with node_in_process(config, tmp_path, identities) as parts:
-        assert list(parts) == ["relay", "links", "wallet", "reputation", "engine", "web"]  # started in order
+        # started in this order
+        assert list(parts) == ["relay", "links", "wallet", "reputation", "blobs", "memory", "engine", "web"]
         url = parts["relay"].url
         link = RelayLink(url)
         await link.start()

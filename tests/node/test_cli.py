@@ -113,7 +113,8 @@ def test_init_creates_config_and_private_keys(tmp_path, env, capsys):
     assert mode(data / "keys") == 0o700
     store = Keystore(data)
     assert store.names() == [
-        "agent-pow", "agent-reputation", "agent-summarizer", "agent-writer", "customer", "node"
+        "agent-librarian", "agent-listener", "agent-pow", "agent-reputation", "agent-speaker",
+        "agent-summarizer", "agent-writer", "customer", "node",
     ]
     for path in (data / "keys").iterdir():
         assert mode(path) == 0o600
@@ -149,7 +150,8 @@ def test_init_again_adds_only_missing_keys(tmp_path, env, capsys):
         f.write('\n[[agents]]\nname = "echo"\nkinds = [5050]\n')
     assert init(data) == 0
     assert store.names() == [
-        "agent-echo", "agent-pow", "agent-reputation", "agent-summarizer", "agent-writer", "customer", "node"
+        "agent-echo", "agent-librarian", "agent-listener", "agent-pow", "agent-reputation", "agent-speaker",
+        "agent-summarizer", "agent-writer", "customer", "node",
     ]
     for name, content in before.items():
         assert (store.dir / f"{name}.ncryptsec").read_bytes() == content
@@ -238,6 +240,9 @@ def test_keys_prints_each_npub_with_its_name(tmp_path, env, capsys):
         ["agent", "pow", store.public_key("agent-pow")],
         ["agent", "reputation", store.public_key("agent-reputation")],
         ["agent", "writer", store.public_key("agent-writer")],
+        ["agent", "listener", store.public_key("agent-listener")],
+        ["agent", "speaker", store.public_key("agent-speaker")],
+        ["agent", "librarian", store.public_key("agent-librarian")],
     ]
 
 

@@ -139,6 +139,10 @@ def test_wrong_type_names_the_key(text, where, expected):
         ("[[agents]]\nname = 'Bad/Name'", "names the agent's key file"),
         ("[[agents]]\nname = 'a'\n[[agents]]\nname = 'a'", "used twice"),
         ("[[agents]]\nname = 'a'\nkinds = [1]", "not a NIP-90 job request kind"),
+        ("[blobs]\nmax_bytes = 0", "blobs.max_bytes: must be at least 1"),
+        ('[blobs]\nupload_pubkeys = ["abc"]', r"blobs.upload_pubkeys\[0\]"),
+        ("[memory]\nkinds = [1, 70000]", r"memory.kinds\[1\]: 70000 is not an event kind"),
+        ("[models]\ndir = 3", "models.dir"),
     ],
 )
 def test_bad_values_are_refused(text, match):
@@ -148,6 +152,7 @@ def test_bad_values_are_refused(text, match):
 
 def test_pubkeys_may_be_npub_and_are_stored_as_hex():
     config = loads(f'[relay]\noperator_pubkey = "{NPUB}"\n[relay.auth]\nwrite_pubkeys = ["{NPUB}"]')
+    assert loads(f'[blobs]\nupload_pubkeys = ["{NPUB}"]').blobs.upload_pubkeys == (config.relay.operator_pubkey,)
     assert config.relay.operator_pubkey == NPUB_HEX
     assert config.relay.auth.write_pubkeys == frozenset({NPUB_HEX})
 

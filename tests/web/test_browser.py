@@ -1,7 +1,7 @@
 """The pages in a real browser: Debian's Chromium, headless, driven by Playwright.
 
 Never ``playwright install``: the browser is the system's ``/usr/bin/chromium``
-(``.ci/run`` installs it). Screenshots go under the test's ``tmp_path``; their
+(``.ci/run`` installs it). Screenshots are kept as artifacts (``chromium.shot``); their
 paths are printed (``pytest -s`` shows them).
 """
 
@@ -21,7 +21,7 @@ async def _focused(page: Page) -> str:
     )
 
 
-async def test_the_overview_reads_and_works_from_the_keyboard(node, browser, tmp_path):
+async def test_the_overview_reads_and_works_from_the_keyboard(node, browser):
     url = node["web"].url
     page = await browser.new_page()
     await page.goto(url + "/")
@@ -47,12 +47,12 @@ async def test_the_overview_reads_and_works_from_the_keyboard(node, browser, tmp
         await page.keyboard.press("Shift+Tab")
     await page.keyboard.press("Enter")
     assert page.url == url + "/#main"
-    await shot(page, tmp_path, "overview")
+    await shot(page, "overview")
     await page.get_by_role("link", name="pow", exact=True).click()
     await expect(page).to_have_url(url + "/agents/pow")
 
 
-async def test_an_agent_page_shows_keys_and_qr_codes(node, browser, tmp_path):
+async def test_an_agent_page_shows_keys_and_qr_codes(node, browser):
     page = await browser.new_page()
     await page.goto(node["web"].url + "/agents/summarizer")
     await expect(page.get_by_role("heading", level=1)).to_have_text("summarizer")
@@ -64,7 +64,7 @@ async def test_an_agent_page_shows_keys_and_qr_codes(node, browser, tmp_path):
     await expect(page.get_by_role("img", name="QR code of summarizer's lightning address")).to_be_visible()
     headings = await page.locator("h1, h2, h3").evaluate_all("els => els.map(e => Number(e.tagName[1]))")
     assert headings[0] == 1 and all(b - a <= 1 for a, b in itertools.pairwise(headings))
-    await shot(page, tmp_path, "agent")
+    await shot(page, "agent")
 
 
 async def test_the_pages_read_without_javascript(node, browser):
@@ -77,11 +77,11 @@ async def test_the_pages_read_without_javascript(node, browser):
     await context.close()
 
 
-async def test_logging_in_through_a_nip07_extension(node, browser, tmp_path):
+async def test_logging_in_through_a_nip07_extension(node, browser):
     url = node["web"].url
     context, page, pubkey = await signed_in(browser, url)  # the login page, clicked as a person would
     await expect(page.get_by_text(f"signed in as {pubkey[:12]}")).to_be_visible()
-    await shot(page, tmp_path, "signed-in")
+    await shot(page, "signed-in")
     await page.get_by_role("button", name="Log out").click()
     await page.wait_for_url(url + "/")
     await expect(page.get_by_role("link", name="Log in")).to_be_visible()

@@ -7,6 +7,7 @@ import asyncio
 import httpx
 import orjson
 
+from node.config import DEFAULT_AGENTS
 from node.links import RelayLink
 from web.context import WebContext
 from web.routes.nip05 import names
@@ -35,7 +36,7 @@ async def test_without_a_name_every_agent_is_listed(node):
     agents = node["engine"].engine.agents
     body = (await _get(node)).json()
     assert body["names"] == {a.name: a.pubkey for a in agents}
-    assert set(body["names"]) == {"summarizer", "pow", "reputation", "writer"}
+    assert set(body["names"]) == {a.name for a in DEFAULT_AGENTS}  # served kinds or not
     assert body["relays"] == {a.pubkey: [node["relay"].url] for a in agents}
 
 

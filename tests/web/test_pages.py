@@ -77,7 +77,7 @@ async def test_the_overview_lists_the_agents_with_prices_and_scores(node):
     # The writer has no language model configured: said so, not hidden.
     assert "5050: unavailable (no endpoint configured)" in text
     # Nobody has rated these agents yet: no made-up score.
-    assert text.count("no attestations yet") == 4
+    assert text.count("no attestations yet") == len(node["engine"].engine.agents)
 
 
 async def test_the_overview_shows_relays_jobs_earnings_and_the_dev_wallet(node):
@@ -216,7 +216,9 @@ async def test_without_an_engine_everything_it_knows_is_unavailable():
 async def test_without_the_reputation_service_scores_are_unavailable(node):
     ctx = dataclasses.replace(node["web"].context, reputation=None)
     overview = _text((await _get_app(ctx, "/")).text)
-    assert overview.count("unavailable") == 5  # four scores, and the writer's kind
+    agents = node["engine"].engine.agents
+    # Every agent's score, and each kind an agent cannot serve (the writer's, at least).
+    assert overview.count("unavailable") == len(agents) + sum(len(a.unavailable) for a in agents)
     agent = _text((await _get_app(ctx, "/agents/pow")).text)
     assert "Timmy score: unavailable" in agent and "ai.wot score: unavailable" in agent
     assert "Why this score" not in agent

@@ -44,7 +44,6 @@ async def test_zapping_an_agent_with_the_dev_wallet_publishes_a_valid_receipt(
     node,
     browser,
     identities,
-    tmp_path,
 ):
     web = node["web"]
     url = web.url
@@ -58,11 +57,11 @@ async def test_zapping_an_agent_with_the_dev_wallet_publishes_a_valid_receipt(
     await expect(amount).to_have_value("21")
     await page.get_by_role("button", name="Zap summarizer").click()
     await expect(page.locator("#zap-bolt11")).to_contain_text("lnbcrt")
-    await shot(page, tmp_path, "zap-invoice")
+    await shot(page, "zap-invoice")
 
     await page.get_by_role("button", name="Pay with the dev wallet (not real money)").click()
     await expect(page.get_by_role("status")).to_contain_text("Zapped 21 sats")
-    await shot(page, tmp_path, "zap-paid")
+    await shot(page, "zap-paid")
     await context.close()
 
     receipts = await _receipts(web.context.relay_url, agent)

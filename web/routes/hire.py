@@ -26,11 +26,12 @@ from starlette.routing import Route
 from node.wallet import WalletError
 from web import auth
 from web.context import WebContext
-from web.routes.pages import price
+from web.routes.pages import price, sats
 from web.templates import render
 
 if TYPE_CHECKING:
     from dvm.agents import Agent
+    from nips.nip89 import HandlerInfo
 
 MAX_QR_DATA = 2_000  # characters; a BOLT11 invoice is well under 1,000
 MAX_PAY_BODY = 4_096  # bytes of JSON: {"bolt11": "..."}
@@ -124,13 +125,22 @@ async def _federation_capabilities(ctx: WebContext) -> list[dict[str, Any]]:
         if info.pubkey in ours or not relay:
             continue
         for kind in info.kinds:
-            price = "price not announced" if info.price_msat is None else f"{info.price_msat // 1000} sats"
             choices.setdefault((info.pubkey, kind), {
                 "value": f"{info.pubkey[:16]}:{kind}",
                 "agent": info.name or info.pubkey[:12], "pubkey": info.pubkey, "kind": kind,
-                "title": f"kind {kind}", "price": price, "relay": relay,
+                "title": info.about, "price": _announced_price(info), "relay": relay,
             })
     return sorted(choices.values(), key=lambda c: (c["kind"], c["agent"]))
+
+
+def _announced_price(info: HandlerInfo) -> str:
+    """The price an announcement gives, in the words ``pages.price`` uses for our own agents."""
+    if info.price_msat is None:
+        return "price not announced"
+    parts = [f"{sats(info.price_msat)} per job"] if info.price_msat else []
+    if info.price_per_kb_msat:
+        parts.append(f"{sats(info.price_per_kb_msat)} per started KiB of input")
+    return " + ".join(parts) or "free"
 
 
 def _bolt11_of(body: bytes) -> str | None:

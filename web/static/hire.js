@@ -1,27 +1,33 @@
-// Hire an agent: sign a NIP-90 job request with window.nostr (NIP-07), publish
-// it to the node's relay over a WebSocket (NIP-01), follow its kind 7000
-// feedback and its result, pay a dev-wallet invoice through /hire/pay, and
-// rate the result with a kind 1985 ai.wot label. The page is web/templates/hire.html.
+// Hire agents: sign NIP-90 job requests with window.nostr (NIP-07), publish them
+// to a relay over a WebSocket (NIP-01) and follow each job in a card of its own:
+// its kind 7000 feedback, its invoice (paid with the dev wallet through
+// /hire/pay, or with the customer's own wallet), its result, and a kind 1985
+// ai.wot rating. Jobs on the same relay share one connection. A connection that
+// drops is dialled again with exponential backoff; every job is then asked for
+// again with `since`, so what was published meanwhile still arrives, once.
+// The page is web/templates/hire.html.
 "use strict";
 
 (function () {
   const { sign, errorOf } = window.Timmy; // web/static/nip07.js
   const form = document.getElementById("hire-form");
   if (!form) return;
-  const relayUrl = form.dataset.relayUrl;
-  const csrf = form.dataset.csrf;
   const $ = (id) => document.getElementById(id);
+  const homeRelay = form.dataset.relayUrl;
+  const csrf = form.dataset.csrf;
   const message = $("hire-message");
-  const updates = $("job-updates");
 
-  let job = null; // {id, kind, pubkey, socket, results: Set}
+  const MIN_BACKOFF_MS = 500;
+  const MAX_BACKOFF_MS = 30000;
+  const STABLE_MS = 10000; // a connection that lasted this long starts the backoff over
+  const OK_TIMEOUT_MS = 15000; // how long a published event waits for the relay's OK
+  const CLOCK_SLACK_S = 60; // a re-subscription reaches back this far before the newest event seen
+
+  const now = () => Math.floor(Date.now() / 1000);
+  const messageOf = (err) => (err instanceof Error ? err.message : String(err));
 
   function say(text) {
     message.textContent = text;
-  }
-
-  function now() {
-    return Math.floor(Date.now() / 1000);
   }
 
   function sats(msat) {
@@ -30,139 +36,383 @@
   }
 
   function tagValue(event, name) {
-    const tag = event.tags.find((t) => t[0] === name);
+    const tag = event.tags.find((t) => Array.isArray(t) && t[0] === name);
     return tag ? tag.slice(1) : null;
   }
 
-  // One WebSocket to the relay: OK answers resolve the publish waiting on them,
-  // EVENTs of our subscription go to onEvent.
-  function connect(onEvent, url = relayUrl) {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url);
-      const waiting = new Map(); // event id -> resolve({ok, message})
-      const relay = {
-        subscribe(sub, filter) {
-          ws.send(JSON.stringify(["REQ", sub, filter]));
-        },
-        publish(event) {
-          return new Promise((done) => {
-            waiting.set(event.id, done);
-            ws.send(JSON.stringify(["EVENT", event]));
-          });
-        },
-        close() {
-          ws.close();
-        },
-      };
-      ws.addEventListener("open", () => resolve(relay));
-      ws.addEventListener("error", () => reject(new Error(`Could not reach the relay at ${url}.`)));
+  // Oldest first; on a tie, feedback before the result it led to.
+  function chronological(a, b) {
+    return (a.created_at - b.created_at) || ((a.kind === 7000 ? 0 : 1) - (b.kind === 7000 ? 0 : 1));
+  }
+
+  // One relay connection, shared by the jobs on it. Subscriptions are kept and
+  // sent again on every new connection (their filter is rebuilt each time);
+  // events still waiting for OK are sent again too. Stored events are handed
+  // over at EOSE, oldest first; live ones as they come.
+  class Relay {
+    constructor(url) {
+      this.url = url;
+      this.subs = new Map(); // sub id -> {filter(), onEvent, onClosed, stored: [] until EOSE}
+      this.pending = new Map(); // event id -> {event, finish}
+      this.watchers = new Set(); // (state, detail) => void
+      this.ws = null;
+      this.backoff = MIN_BACKOFF_MS;
+      this.retryTimer = null;
+      this.everOpen = false;
+      this.closed = false;
+      this.dial();
+    }
+
+    dial() {
+      this.retryTimer = null;
+      let ws;
+      try {
+        ws = new WebSocket(this.url);
+      } catch (err) {
+        this.fail(`not a relay address: ${messageOf(err)}`);
+        return;
+      }
+      this.ws = ws;
+      let openedAt = null;
+      ws.addEventListener("open", () => {
+        openedAt = Date.now();
+        const again = this.everOpen;
+        this.everOpen = true;
+        for (const [id, sub] of this.subs) this.request(id, sub);
+        for (const { event } of this.pending.values()) this.send(["EVENT", event]);
+        this.emit(again ? "reconnected" : "connected");
+      });
+      ws.addEventListener("message", (msg) => this.receive(msg.data));
+      // A failed dial fires "error" then "close": "close" alone covers both.
       ws.addEventListener("close", () => {
-        for (const done of waiting.values()) done({ ok: false, message: "the relay closed the connection" });
-        waiting.clear();
+        if (this.ws !== ws) return;
+        this.ws = null;
+        if (this.closed) return;
+        if (openedAt !== null && Date.now() - openedAt >= STABLE_MS) this.backoff = MIN_BACKOFF_MS;
+        this.retry(openedAt === null ? "could not connect" : "the connection dropped");
       });
-      ws.addEventListener("message", (msg) => {
-        let data;
-        try {
-          data = JSON.parse(msg.data);
-        } catch (_) {
-          return; // not NIP-01: ignore
+    }
+
+    retry(why) {
+      const delay = Math.round(this.backoff / 2 + (Math.random() * this.backoff) / 2);
+      this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
+      this.emit("retrying", { why, delay });
+      this.retryTimer = setTimeout(() => this.dial(), delay);
+    }
+
+    fail(why) {
+      this.close();
+      for (const { finish } of this.pending.values()) finish({ ok: false, message: why });
+      this.emit("failed", { why });
+    }
+
+    close() {
+      this.closed = true;
+      clearTimeout(this.retryTimer);
+      if (this.ws) this.ws.close();
+    }
+
+    watch(watcher) {
+      this.watchers.add(watcher);
+    }
+
+    emit(state, detail = {}) {
+      for (const watcher of this.watchers) watcher(state, detail);
+    }
+
+    send(message) {
+      if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+    }
+
+    request(id, sub) {
+      sub.stored = [];
+      this.send(["REQ", id, sub.filter()]);
+    }
+
+    subscribe(id, filter, onEvent, onClosed) {
+      const sub = { filter, onEvent, onClosed, stored: [] };
+      this.subs.set(id, sub);
+      this.request(id, sub);
+    }
+
+    unsubscribe(id) {
+      if (this.subs.delete(id)) this.send(["CLOSE", id]);
+    }
+
+    // Resolves to {ok, message}; a connection that is down sends it once back up.
+    publish(event) {
+      return new Promise((resolve) => {
+        const timer = setTimeout(
+          () => finish({ ok: false, message: `no answer from ${this.url} within ${OK_TIMEOUT_MS / 1000} s` }),
+          OK_TIMEOUT_MS,
+        );
+        const finish = (answer) => {
+          clearTimeout(timer);
+          this.pending.delete(event.id);
+          resolve(answer);
+        };
+        if (this.closed) {
+          finish({ ok: false, message: `the connection to ${this.url} is closed` });
+          return;
         }
-        if (!Array.isArray(data)) return;
-        if (data[0] === "OK" && waiting.has(data[1])) {
-          waiting.get(data[1])({ ok: data[2] === true, message: String(data[3] || "") });
-          waiting.delete(data[1]);
-        } else if (data[0] === "EVENT" && data[2] && typeof data[2] === "object") {
-          onEvent(data[2]);
-        } else if (data[0] === "CLOSED" || data[0] === "NOTICE") {
-          addUpdate(`relay: ${data[data.length - 1]}`);
-        }
+        this.pending.set(event.id, { event, finish });
+        this.send(["EVENT", event]);
       });
-    });
-  }
+    }
 
-  function addUpdate(text) {
-    const item = document.createElement("li");
-    item.textContent = text;
-    updates.appendChild(item);
-  }
-
-  function onFeedback(event) {
-    const [status, info] = tagValue(event, "status") || ["unknown", ""];
-    const amount = tagValue(event, "amount");
-    if (status === "payment-required") {
-      addUpdate(`payment-required: ${amount ? sats(amount[0]) : "amount not given"}${info ? ` (${info})` : ""}`);
-      if (amount && amount[1]) showInvoice(amount[0], amount[1]);
-    } else if (status === "error") {
-      addUpdate(`error: ${info || event.content || "no reason given"}`);
-    } else {
-      addUpdate(info ? `${status}: ${info}` : status);
+    receive(raw) {
+      let data;
+      try {
+        data = JSON.parse(raw);
+      } catch (_) {
+        return; // not NIP-01: ignore
+      }
+      if (!Array.isArray(data)) return;
+      const [type, first, second, third] = data;
+      const sub = typeof first === "string" ? this.subs.get(first) : undefined;
+      if (type === "EVENT" && sub && second && typeof second === "object") {
+        if (sub.stored) sub.stored.push(second);
+        else sub.onEvent(second);
+      } else if (type === "EOSE" && sub && sub.stored) {
+        const stored = sub.stored.sort(chronological);
+        sub.stored = null;
+        stored.forEach(sub.onEvent);
+      } else if (type === "CLOSED" && sub) {
+        this.subs.delete(first);
+        sub.onClosed(String(second || "no reason given"));
+      } else if (type === "OK" && this.pending.has(first)) {
+        const text = String(third || "");
+        // An event sent again after a reconnection may already be there.
+        this.pending.get(first).finish({ ok: second === true || text.startsWith("duplicate:"), message: text });
+      } else if (type === "NOTICE") {
+        this.emit("notice", { text: String(first) });
+      }
     }
   }
 
-  function onResult(event) {
-    if (job.results.has(event.id)) return;
-    job.results.add(event.id);
-    job.resultId = event.id;
-    addUpdate("result received");
-    $("result-content").textContent = event.content;
-    $("result").hidden = false;
-    $("payment").hidden = true;
-    $("rating").hidden = false;
+  const relays = new Map(); // url -> Relay
+  function relayFor(url) {
+    if (!relays.has(url) || relays.get(url).closed) relays.set(url, new Relay(url));
+    return relays.get(url);
   }
 
-  function showInvoice(msat, bolt11) {
-    job.bolt11 = bolt11;
-    $("payment-amount").textContent = `The agent asks ${sats(msat)}. Pay this invoice to start the job.`;
-    $("invoice").textContent = bolt11;
-    $("invoice-qr").src = `/qr?data=${encodeURIComponent(bolt11)}`;
-    $("payment-status").textContent = "";
-    if ($("pay-dev")) $("pay-dev").disabled = false;
-    $("payment").hidden = false;
-  }
+  // What a feedback status puts on a card's state badge.
+  const STATES = {
+    "payment-required": "payment required",
+    processing: "processing",
+    error: "failed",
+    success: "done",
+    partial: "partial result",
+  };
 
-  async function payWithDevWallet(button) {
-    button.disabled = true;
-    const status = $("payment-status");
-    try {
-      status.textContent = "Paying…";
-      const answer = await fetch("/hire/pay", {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
-        body: JSON.stringify({ bolt11: job.bolt11 }),
-      });
-      if (!answer.ok) throw new Error(`Not paid: ${await errorOf(answer)}`);
-      const { paid_msat } = await answer.json();
-      status.textContent = `Paid ${sats(paid_msat)} (dev wallet, not real money). Waiting for the result…`;
-    } catch (err) {
-      status.textContent = err instanceof Error ? err.message : String(err);
-      button.disabled = false;
+  let cardCount = 0; // makes the ids inside each card unique
+
+  // One job: its card, its subscription, its payment and its rating.
+  class JobCard {
+    constructor({ request, agent, pubkey, kind, remote, relay }) {
+      Object.assign(this, { request, pubkey, kind, remote, relay });
+      this.subId = `job-${request.id.slice(0, 16)}`;
+      this.seen = new Set();
+      this.newest = request.created_at;
+      this.state = "publishing";
+      this.resultId = null;
+      this.bolt11 = null;
+      this.root = $("job-card-template").content.firstElementChild.cloneNode(true);
+      this.root.dataset.jobId = request.id;
+      this.describe(agent);
+      this.wire();
+      $("jobs").prepend(this.root);
+      $("jobs-section").hidden = false;
+      relay.watch((state, detail) => this.onConnection(state, detail));
+      // Subscribe before publishing, so no answer can slip past.
+      relay.subscribe(this.subId, () => this.filter(), (ev) => this.receive(ev), (why) => this.onClosed(why));
     }
-  }
 
-  async function rate(label, reason) {
-    const status = $("rating-status");
-    if (label === "warning" && !reason) {
-      status.textContent = "Say what went wrong before reporting a problem.";
-      $("problem-reason").focus();
-      return;
+    part(name) {
+      return this.root.querySelector(`.${name}`);
     }
-    const buttons = [$("rate-good"), $("rate-problem")];
-    buttons.forEach((b) => (b.disabled = true));
-    try {
-      status.textContent = "Waiting for your extension to sign the rating…";
-      const signed = await sign({
-        kind: 1985,
-        created_at: now(),
-        content: reason,
-        tags: [["L", "ai.wot"], ["l", label, "ai.wot"], ["p", job.pubkey], ["e", job.resultId]],
-      });
-      const answer = await job.relay.publish(signed);
-      if (!answer.ok) throw new Error(`The relay refused the rating: ${answer.message}`);
-      status.textContent = "Rated";
-    } catch (err) {
-      status.textContent = err instanceof Error ? err.message : String(err);
-      buttons.forEach((b) => (b.disabled = false));
+
+    describe(agent) {
+      const n = ++cardCount;
+      const id = this.request.id;
+      const heading = this.part("job-heading");
+      heading.id = `job-heading-${n}`;
+      heading.textContent = `${agent}, kind ${this.kind}: job ${id.slice(0, 12)}…`;
+      this.root.setAttribute("aria-labelledby", heading.id);
+      this.part("updates-heading").id = `job-updates-heading-${n}`;
+      this.part("job-updates").setAttribute("aria-labelledby", `job-updates-heading-${n}`);
+      this.part("problem-reason").id = `problem-reason-${n}`;
+      this.part("problem-label").htmlFor = `problem-reason-${n}`;
+      const where = this.part("job-where");
+      if (this.remote) {
+        where.textContent = `This agent runs on another node; the job's events are on ${this.relay.url}.`;
+      } else {
+        const link = document.createElement("a");
+        link.href = `/jobs/${id}`;
+        link.textContent = "See the job on this node";
+        where.append(link);
+      }
+    }
+
+    wire() {
+      const pay = this.part("pay-dev");
+      if (pay) pay.addEventListener("click", () => this.payWithDevWallet(pay));
+      this.part("rate-good").addEventListener("click", () => this.rate("service-quality", ""));
+      this.part("rate-problem").addEventListener("click", () =>
+        this.rate("warning", this.part("problem-reason").value.trim()),
+      );
+    }
+
+    filter() {
+      return {
+        kinds: [7000, this.kind + 1000],
+        authors: [this.pubkey],
+        "#e": [this.request.id],
+        since: this.newest - CLOCK_SLACK_S,
+      };
+    }
+
+    async publish() {
+      const answer = await this.relay.publish(this.request);
+      if (answer.ok) {
+        if (this.state === "publishing") this.setState("waiting for the agent");
+      } else {
+        this.setState("not published");
+        this.addUpdate(`not published: ${answer.message}`);
+        this.relay.unsubscribe(this.subId);
+      }
+      return answer;
+    }
+
+    setState(text) {
+      this.state = text;
+      this.part("job-state").textContent = text;
+      this.root.dataset.state = text;
+    }
+
+    addUpdate(text) {
+      const item = document.createElement("li");
+      item.textContent = text;
+      this.part("job-updates").append(item);
+    }
+
+    receive(event) {
+      if (typeof event.id !== "string" || this.seen.has(event.id)) return;
+      // Only the hired agent speaks for the job: anyone else's "invoice" is ignored.
+      if (event.pubkey !== this.pubkey || !Array.isArray(event.tags)) return;
+      const about = tagValue(event, "e");
+      if (!about || about[0] !== this.request.id) return;
+      this.seen.add(event.id);
+      if (Number.isInteger(event.created_at)) this.newest = Math.max(this.newest, event.created_at);
+      if (event.kind === 7000) this.onFeedback(event);
+      else if (event.kind === this.kind + 1000) this.onResult(event);
+    }
+
+    onFeedback(event) {
+      const [status, info] = tagValue(event, "status") || ["unknown", ""];
+      const amount = tagValue(event, "amount");
+      if (status === "payment-required") {
+        this.addUpdate(`payment-required: ${amount ? sats(amount[0]) : "amount not given"}${info ? ` (${info})` : ""}`);
+      } else if (status === "error") {
+        this.addUpdate(`error: ${info || event.content || "no reason given"}`);
+      } else {
+        this.addUpdate(info ? `${status}: ${info}` : status);
+      }
+      if (this.resultId) return; // late news never takes a finished card back
+      this.setState(STATES[status] || status);
+      if (status === "payment-required" && amount && amount[1]) this.showInvoice(amount[0], amount[1]);
+    }
+
+    onResult(event) {
+      this.resultId = event.id;
+      this.addUpdate("result received");
+      this.setState("result received");
+      this.part("result-content").textContent = event.content;
+      this.part("job-result").hidden = false;
+      this.part("job-payment").hidden = true;
+      this.part("job-rating").hidden = false;
+    }
+
+    onClosed(why) {
+      this.addUpdate(`the relay ended the subscription: ${why}`);
+    }
+
+    onConnection(state, detail) {
+      const line = this.part("job-connection");
+      if (state === "connected") {
+        line.textContent = ""; // the first connection, maybe after failed tries: nothing to report
+      } else if (state === "retrying") {
+        line.textContent = `Relay: ${detail.why}; trying again in ${Math.max(1, Math.round(detail.delay / 1000))} s.`;
+      } else if (state === "reconnected") {
+        line.textContent = `Relay: reconnected at ${new Date().toLocaleTimeString("en-GB")}; asked again for what was missed.`;
+      } else if (state === "failed") {
+        line.textContent = `Relay: ${detail.why}.`;
+      } else if (state === "notice") {
+        line.textContent = `Relay notice: ${detail.text}`;
+      }
+    }
+
+    showInvoice(msat, bolt11) {
+      this.bolt11 = bolt11;
+      this.part("payment-amount").textContent = `The agent asks ${sats(msat)}. Pay this invoice to start the job.`;
+      this.part("invoice").textContent = bolt11;
+      this.part("invoice-qr").src = `/qr?data=${encodeURIComponent(bolt11)}`;
+      this.part("payment-status").textContent = "";
+      // Another node's invoice is its own wallet's: this node's dev wallet cannot settle it.
+      this.part("pay-elsewhere").hidden = !this.remote;
+      this.part("pay-regtest").hidden = !bolt11.toLowerCase().startsWith("lnbcrt");
+      const pay = this.part("pay-dev");
+      if (pay) {
+        pay.parentElement.hidden = this.remote;
+        pay.disabled = this.remote;
+      }
+      this.part("job-payment").hidden = false;
+    }
+
+    async payWithDevWallet(button) {
+      button.disabled = true;
+      const status = this.part("payment-status");
+      try {
+        status.textContent = "Paying…";
+        const answer = await fetch("/hire/pay", {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+          body: JSON.stringify({ bolt11: this.bolt11 }),
+        });
+        if (!answer.ok) throw new Error(`Not paid: ${await errorOf(answer)}`);
+        const { paid_msat } = await answer.json();
+        status.textContent = `Paid ${sats(paid_msat)} (dev wallet, not real money). Waiting for the result…`;
+      } catch (err) {
+        status.textContent = messageOf(err);
+        button.disabled = false;
+      }
+    }
+
+    async rate(label, reason) {
+      const status = this.part("rating-status");
+      if (label === "warning" && !reason) {
+        status.textContent = "Say what went wrong before reporting a problem.";
+        this.part("problem-reason").focus();
+        return;
+      }
+      const buttons = [this.part("rate-good"), this.part("rate-problem")];
+      buttons.forEach((b) => (b.disabled = true));
+      try {
+        status.textContent = "Waiting for your extension to sign the rating…";
+        const signed = await sign({
+          kind: 1985,
+          created_at: now(),
+          content: reason,
+          tags: [["L", "ai.wot"], ["l", label, "ai.wot"], ["p", this.pubkey], ["e", this.resultId]],
+        });
+        const answer = await this.relay.publish(signed);
+        if (!answer.ok) throw new Error(`The relay refused the rating: ${answer.message}`);
+        status.textContent = "Rated";
+      } catch (err) {
+        status.textContent = messageOf(err);
+        buttons.forEach((b) => (b.disabled = false));
+      }
     }
   }
 
@@ -177,7 +427,7 @@
     }
     const kind = Number(option.dataset.kind);
     // An agent of another node reads its own relays (its NIP-89 announcement says which).
-    const target = option.dataset.relay || relayUrl;
+    const target = option.dataset.relay || homeRelay;
     const tags = [["i", text, "text"], ["p", option.dataset.pubkey], ["relays", target]];
     if (bid !== "") {
       if (!/^[0-9]+$/.test(bid)) {
@@ -191,40 +441,28 @@
     try {
       say("Waiting for your extension to sign the job request…");
       const request = await sign({ kind, created_at: now(), content: "", tags });
-      if (job && job.relay) job.relay.close();
-      job = { id: request.id, kind, pubkey: option.dataset.pubkey, results: new Set(), relay: null };
-      const current = job;
-      updates.replaceChildren();
-      ["payment", "result", "rating"].forEach((id) => ($(id).hidden = true));
-      $("rating-status").textContent = "";
-      [$("rate-good"), $("rate-problem")].forEach((b) => (b.disabled = false));
-
-      say("Connecting to the relay…");
-      current.relay = await connect((ev) => {
-        if (job !== current || !ev.tags || !Array.isArray(ev.tags)) return;
-        const about = tagValue(ev, "e");
-        if (!about || about[0] !== current.id) return;
-        if (ev.kind === 7000) onFeedback(ev);
-        else if (ev.kind === kind + 1000) onResult(ev);
-      }, target);
-      // Subscribe before publishing, so no answer can slip past.
-      current.relay.subscribe(`hire-${request.id.slice(0, 16)}`, { kinds: [7000, kind + 1000], "#e": [request.id] });
-      const answer = await current.relay.publish(request);
-      if (!answer.ok) throw new Error(`The relay refused the request: ${answer.message}`);
-      $("job-link").href = `/jobs/${request.id}`;
-      $("job").hidden = false;
-      say(`Request ${request.id.slice(0, 12)}… published to ${option.dataset.agent}.`);
+      const card = new JobCard({
+        request,
+        kind,
+        agent: option.dataset.agent,
+        pubkey: option.dataset.pubkey,
+        remote: Boolean(option.dataset.relay),
+        relay: relayFor(target),
+      });
+      say(`Publishing the request to ${target}…`);
+      const answer = await card.publish();
+      say(
+        answer.ok
+          ? `Request ${request.id.slice(0, 12)}… published to ${option.dataset.agent}; its card is below.`
+          : `The relay refused the request: ${answer.message}`,
+      );
     } catch (err) {
-      say(err instanceof Error ? err.message : String(err));
+      say(messageOf(err));
     } finally {
       submit.disabled = false;
     }
   }
 
   form.addEventListener("submit", hire);
-  const payButton = $("pay-dev");
-  if (payButton) payButton.addEventListener("click", () => payWithDevWallet(payButton));
-  $("rate-good").addEventListener("click", () => rate("service-quality", ""));
-  $("rate-problem").addEventListener("click", () => rate("warning", $("problem-reason").value.trim()));
-  window.addEventListener("pagehide", () => job && job.relay && job.relay.close());
+  window.addEventListener("pagehide", () => relays.forEach((relay) => relay.close()));
 })();
