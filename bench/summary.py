@@ -261,8 +261,33 @@ def _web(bench: dict[str, Any]) -> str:
     return "### web (targets: time to first byte p50 <= 20 ms; login <= 100 ms)\n\n" + _table(head, rows)
 
 
+def _search(bench: dict[str, Any]) -> str:
+    rows = [[f"this index: {name}", _n(v["p50_ms"], 2), _n(v["p99_ms"], 2), _n(v["recall_at_10"], 4)]
+            for name, v in bench["search"].items()]
+    base = bench["baseline_sqlite_vec"]["vec0_float_brute_force_k10"]
+    rows.append(["sqlite-vec vec0 float brute force", _n(base["p50_ms"], 2), _n(base["p99_ms"], 2),
+                 _n(base["recall_at_10"], 4)])
+    head = [f"search, {bench['corpus']['texts']:,} vectors, k = 10", "p50 ms", "p99 ms", "recall@10"]
+    return "### search (target: p50 <= 10 ms, recall@10 >= 0.95)\n\n" + _table(head, rows)
+
+
+def _voice(bench: dict[str, Any]) -> str:
+    stt, tts = bench["stt"], bench["tts"]
+    rows = [["Whisper load, first (s)", _n(stt["load"]["first_s"], 2), "<= 1.5"]]
+    rows += [[f"Whisper, {stt['utterance_s']:.1f} s utterance, {name} (p50 ms)", _n(v["p50_ms"], 0),
+              "<= 500" if "default" in name else "-"] for name, v in stt["utterance"].items()]
+    for name, v in tts.items():
+        if isinstance(v, dict) and "real_time_factor" in v:
+            rows.append([f"Kokoro, {name}: real-time factor", _n(v["real_time_factor"], 2),
+                         ">= 5" if "default" in name else "-"])
+            rows.append([f"Kokoro, {name}: first audio (ms)", _n(v["first_audio_ms"], 0),
+                         "<= 400" if "default" in name else "-"])
+    return "### voice\n\n" + _table(["measure", "value", "target"], rows)
+
+
 NODE_RENDERERS = {
     "jobs": _jobs, "auction": _auction, "payments": _payments, "reputation": _reputation, "web": _web,
+    "search": _search, "voice": _voice,
 }
 
 
