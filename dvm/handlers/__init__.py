@@ -80,6 +80,17 @@ class Handler(Protocol):
         """Do the work; raise :class:`HandlerError` with a reason on failure."""
 
 
+class WithoutSettings:
+    """For handlers that take no settings and can always serve: the two checks, done."""
+
+    def check_settings(self, settings: Settings) -> None:
+        if settings:
+            raise ValueError(f"no settings are known, got {', '.join(settings)}")
+
+    def unavailable(self, settings: Settings) -> str | None:
+        return None
+
+
 def discover() -> dict[int, Handler]:
     """Every ``HANDLER`` in this package, by kind; two modules claiming one kind is a bug."""
     found: dict[int, Handler] = {}

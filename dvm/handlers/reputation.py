@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import orjson
 
-from dvm.handlers import HandlerError, JobContext, Output, Settings
+from dvm.handlers import HandlerError, JobContext, Output, Settings, WithoutSettings
 from nips.nip01 import is_hex64
 from nips.nip90 import JobRequest
 
@@ -28,17 +28,10 @@ MAX_LIMIT = 100
 PARAMS = ("target", "source", "sort", "limit")
 
 
-class VerifyReputation:
+class VerifyReputation(WithoutSettings):
     kind = 5312
     name = "reputation"
     title = "Verify reputation: rank of a pubkey and its top followers (Vertex-compatible)"
-
-    def check_settings(self, settings: Settings) -> None:
-        if settings:
-            raise ValueError(f"no settings are known, got {', '.join(settings)}")
-
-    def unavailable(self, settings: Settings) -> str | None:
-        return None
 
     def validate(self, request: JobRequest, settings: Settings) -> None:
         _query(request)

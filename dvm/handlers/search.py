@@ -36,7 +36,7 @@ import re
 
 import orjson
 
-from dvm.handlers import HandlerError, JobContext, Output, Settings
+from dvm.handlers import HandlerError, JobContext, Output, Settings, WithoutSettings
 from nips.nip01 import is_hex64
 from nips.nip90 import JobRequest
 
@@ -48,17 +48,10 @@ MAX_QUERY_CHARS = 2000  # the model reads 256 word pieces; more is never seen
 _SEPARATORS = re.compile(r"[\s,]+")
 
 
-class ContentSearch:
+class ContentSearch(WithoutSettings):
     kind = 5302
     name = "search"
     title = "Content search: notes and articles on this node's relays, found by meaning"
-
-    def check_settings(self, settings: Settings) -> None:
-        if settings:
-            raise ValueError(f"no settings are known, got {', '.join(settings)}")
-
-    def unavailable(self, settings: Settings) -> str | None:
-        return None
 
     def validate(self, request: JobRequest, settings: Settings) -> None:
         if not request.inputs:
