@@ -157,11 +157,31 @@ async def test_progress_and_stop(models_folder: Path, blobs: BlobStore, monkeypa
         calls.append(info)
         stop.set()  # stop after the first sentence
 
+    job = request("One sentence here. Another sentence there. A third one.")
     with pytest.raises(HandlerError, match=r"^stopped: the job was cancelled or timed out$"):
-        await speak(request("One sentence here. Another sentence there. A third one."), blobs,
-                    progress=progress, stop=stop)
-    assert calls == ["read 1 of 3 sentences"]
-    assert blobs.list(request("x").customer) == []
+        await speak(job, blobs, {"parallel": 1}, progress=progress, stop=stop)
+    assert calls == ["first sentence", "read 1 of 3 sentences"]
+    # Only the first sentence was kept (the customer may be playing it); no full result.
+    assert len(blobs.list(job.customer)) == 1
+
+
+async def test_the_first_sentence_goes_out_as_partial_feedback(models_folder: Path, blobs: BlobStore) -> None:
+    partials: list[tuple[str, str]] = []
+
+    async def progress(info: str, partial: str = "") -> None:
+        partials.append((info, partial))
+
+    out = await speak(request(TEXT), blobs, progress=progress)
+    info, url = partials[0]
+    assert info == "first sentence" and url.startswith(blobs.base_url + "/") and url.endswith(".wav")
+    first = blobs.get(url.rsplit("/", 1)[1].removesuffix(".wav"))
+    assert first is not None and first.type == "audio/wav"
+    full = blobs.get(dict(out.tags)["x"])
+    assert full is not None and 0.2 * full.size < first.size < 0.8 * full.size  # one sentence of two
+    # One sentence alone gives no partial: the result itself comes as soon.
+    partials.clear()
+    await speak(request("Just one sentence."), blobs, progress=progress)
+    assert partials == []
 
 
 # --- refusals ------------------------------------------------------------------------
