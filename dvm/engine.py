@@ -775,12 +775,8 @@ class Engine:
 
 def _for_handler(request: JobRequest) -> JobRequest:
     """The request as a handler sees it: without the params the engine itself acts on."""
-    keep = [i for i, (name, _) in enumerate(request.params) if name not in auction.PARAMS]
-    if len(keep) == len(request.params):
-        return request
-    params = tuple(request.params[i] for i in keep)
-    tags = tuple(request.param_tags[i] for i in keep) if request.param_tags else ()
-    return replace(request, params=params, param_tags=tags)
+    tags = tuple(tag for tag in request.param_tags if tag[0] not in auction.PARAMS)
+    return request if len(tags) == len(request.param_tags) else replace(request, param_tags=tags)
 
 
 def _with_state(record: JobRecord, state: State) -> JobRecord:

@@ -76,16 +76,16 @@ class JobRequest:
 
     event: Event
     inputs: tuple[JobInput, ...] = ()
-    params: tuple[tuple[str, str], ...] = ()
+    # Each ``["param", name, value, ...]`` tag without its "param": (name,
+    # value, ...). Most params have one value; a few (5000's ``range``: start,
+    # end) have more.
+    param_tags: tuple[tuple[str, ...], ...] = ()
     output: str | None = None
     bid_msat: int | None = None
     relays: tuple[str, ...] = ()
     providers: tuple[str, ...] = ()  # `p` tags: the service providers addressed
     encrypted: bool = False
     hashtags: tuple[str, ...] = field(default=())
-    # Every value of each param tag, in the order of ``params``: most params
-    # have one value, a few (5000's ``range``: start, end) have more.
-    param_tags: tuple[tuple[str, ...], ...] = field(default=())
 
     @property
     def id(self) -> str:
@@ -99,6 +99,11 @@ class JobRequest:
     def customer(self) -> str:
         return self.event.pubkey
 
+    @property
+    def params(self) -> tuple[tuple[str, str], ...]:
+        """(name, first value) of every param, in order."""
+        return tuple((tag[0], tag[1]) for tag in self.param_tags)
+
     def param(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``["param", name, value]``."""
         for key, value in self.params:
@@ -111,10 +116,9 @@ class JobRequest:
 
     def param_args(self, name: str) -> tuple[str, ...] | None:
         """All the values of the first ``["param", name, value, ...]`` tag, or None."""
-        tags = self.param_tags or tuple((value,) for _, value in self.params)
-        for (key, _), values in zip(self.params, tags, strict=True):
-            if key == name:
-                return values
+        for tag in self.param_tags:
+            if tag[0] == name:
+                return tag[1:]
         return None
 
     def job_inputs(self) -> list[str]:
@@ -151,8 +155,7 @@ def parse_request(event: Event, private_tags: list[list[str]] | None = None) -> 
     if encrypted and private_tags is None:
         raise BadRequest("encrypted request: params could not be decrypted")
     inputs: list[JobInput] = []
-    params: list[tuple[str, str]] = []
-    param_tags: list[tuple[str, ...]] = []
+    params: list[tuple[str, ...]] = []
     output = bid = None
     relays: list[str] = []
     providers: list[str] = []
@@ -164,8 +167,7 @@ def parse_request(event: Event, private_tags: list[list[str]] | None = None) -> 
         elif name == "param":
             if len(tag) < 3:
                 raise BadRequest(f"malformed param tag {_show(tag)}: expected [param, name, value]")
-            params.append((tag[1], tag[2]))
-            param_tags.append(tuple(tag[2:]))
+            params.append(tuple(tag[1:]))
         elif name in ("output", "bid", "p") and len(tag) < 2:
             raise BadRequest(f"malformed {name} tag {_show(tag)}: it has no value")
         elif name == "output":
@@ -187,14 +189,13 @@ def parse_request(event: Event, private_tags: list[list[str]] | None = None) -> 
     return JobRequest(
         event=event,
         inputs=tuple(inputs),
-        params=tuple(params),
+        param_tags=tuple(params),
         output=output,
         bid_msat=bid,
         relays=tuple(dict.fromkeys(relays)),
         providers=tuple(dict.fromkeys(providers)),
         encrypted=encrypted,
         hashtags=tuple(hashtags),
-        param_tags=tuple(param_tags),
     )
 
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+# A blob's name in a URL path (BUD-01 "GET /sha256"): its sha256, then an optional extension.
+BLOB_NAME = re.compile(r"([0-9a-f]{64})(\.[A-Za-z0-9]{1,16})?")
 OCTET_STREAM = "application/octet-stream"
 TEMP_PREFIX = ".upload-"
 # type "/" subtype, both RFC 9110 tokens (section 8.3.1): anything else is not
@@ -145,6 +147,13 @@ class BlobStore:
 
     def url(self, blob: Blob) -> str:
         return f"{self.base_url}/{blob.sha256}{blob.extension}"
+
+    def sha256_of(self, url: str) -> str | None:
+        """The blob a URL names when it points at this store (``base_url/<sha256>[.ext]``), else None."""
+        if not url.startswith(self.base_url + "/"):
+            return None
+        match = BLOB_NAME.fullmatch(url[len(self.base_url) + 1 :])
+        return match.group(1) if match else None
 
     def descriptor(self, blob: Blob) -> dict[str, object]:
         """The BUD-02 blob descriptor."""

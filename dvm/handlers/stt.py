@@ -60,7 +60,6 @@ DEFAULT_THREADS = 2
 DEFAULT_BEAM_SIZE = 1
 PROGRESS_INTERVAL = 5.0  # seconds between partial results of a long job
 SETTINGS = ("model", "threads", "beam_size", "max_seconds", "max_bytes", "allow_private_urls")
-_BLOB_NAME = re.compile(r"([0-9a-f]{64})(\.[A-Za-z0-9]{1,16})?")
 OUTPUTS = ("text/plain", "text/vtt", "text/markdown")
 
 Alignment = Literal["raw", "segment", "word"]
@@ -264,14 +263,11 @@ async def _segments(ctx: JobContext, model: Any, samples: Any, options: dict[str
 async def _own_blob(ctx: JobContext, url: str, max_bytes: int) -> bytes | None:
     """The bytes of a blob of this node's own Blossom server, read from disk; None for other URLs."""
     blobs = ctx.services.get("blobs")
-    if blobs is None or not url.startswith(blobs.base_url + "/"):
+    if blobs is None or (sha256 := blobs.sha256_of(url)) is None:
         return None
-    match = _BLOB_NAME.fullmatch(url[len(blobs.base_url) + 1 :])
-    if match is None:
-        return None
-    blob = blobs.get(match.group(1))
+    blob = blobs.get(sha256)
     if blob is None:
-        raise AudioError(f"blob {match.group(1)} is not on this node's Blossom server")
+        raise AudioError(f"blob {sha256} is not on this node's Blossom server")
     if blob.size > max_bytes:
         raise AudioError(f"input is larger than {max_bytes} bytes ({blob.size} bytes)")
     data: bytes = await asyncio.to_thread(blobs.path(blob.sha256).read_bytes)

@@ -57,6 +57,15 @@ def test_the_descriptor_is_bud02s_with_an_extension_in_the_url(store: BlobStore)
     }
 
 
+def test_urls_of_this_store_name_their_blob(store: BlobStore) -> None:
+    blob, _ = store.put(b"RIFF....", "audio/wav", ALICE)
+    assert store.sha256_of(store.url(blob)) == blob.sha256
+    assert store.sha256_of(f"{BASE}/{blob.sha256}") == blob.sha256
+    assert store.sha256_of(f"https://elsewhere.example/{blob.sha256}.wav") is None
+    assert store.sha256_of(f"{BASE}/list/{blob.sha256}") is None
+    assert store.sha256_of(f"{BASE}/{blob.sha256.upper()}.wav") is None
+
+
 def test_reuploading_the_same_bytes_is_idempotent(store: BlobStore) -> None:
     first, new = store.put(b"same", "text/plain", ALICE)
     again, new_again = store.put(b"same", "image/png", ALICE)

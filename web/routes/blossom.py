@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -38,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nips import blossom
 from nips.nip01 import is_hex64
-from node.blobs import BlobError, BlobStore, normal_type
+from node.blobs import BLOB_NAME, BlobError, BlobStore, normal_type
 from web.context import WebContext
 
 MAX_PAGE = 1_000  # descriptors per /list answer; clients page on with `cursor`
@@ -57,7 +56,6 @@ PREFLIGHT = {
 EXPOSED = "X-Reason, Content-Length, Content-Range, Accept-Ranges"
 # Routed to the endpoint, which answers 405 itself for those it does not serve.
 EVERY_METHOD = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "POST", "PATCH"]
-_BLOB_NAME = re.compile(r"([0-9a-f]{64})(\.[A-Za-z0-9]{1,16})?")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Method = Callable[[Request, BlobStore], Awaitable[Response]]
@@ -289,7 +287,7 @@ def _sha256_header(request: Request) -> str | None:
 
 def _blob_path(name: str) -> str:
     """The sha256 of ``/<sha256>[.ext]`` (BUD-01 "GET /sha256"); 400 when malformed."""
-    match = _BLOB_NAME.fullmatch(name)
+    match = BLOB_NAME.fullmatch(name)
     if match is None:
         raise Refused(
             400, "the path must be a sha256 in 64 lowercase hex characters, then an optional .ext"
